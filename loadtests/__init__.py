@@ -1,0 +1,1 @@
+"""Load tests and benchmarks, driving Ghostgate as a user would."""

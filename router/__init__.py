@@ -1,0 +1,1 @@
+"""Ghostgate's global edge: API keys, tokens, region choice and forwarding."""

@@ -1,0 +1,1 @@
+"""Ghostgate's backends: real `ollama serve` processes and the simulated Ollama worker."""
