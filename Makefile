@@ -1,0 +1,52 @@
+# Ghostgate: `make run` and `make test` work on a fresh machine with Python 3.11.
+# They create .venv, install the pinned dependencies, and install the Debian
+# packages the tests drive (redis-server, h2load) when they are missing.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS   ?=
+
+.PHONY: run run-single test lint typecheck unit e2e bench system-deps clean
+
+run: $(STAMP)
+	$(BIN)/python run.py up --multi-region $(ARGS)
+
+run-single: $(STAMP)
+	$(BIN)/python run.py up $(ARGS)
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not e2e"
+
+e2e: $(STAMP) system-deps
+	$(BIN)/pytest -m e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Ghostgate needs Python 3.11, found " + sys.version.split()[0]'
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# redis-server for the shared-state tests, h2load (nghttp2-client) for HTTP/2 load.
+system-deps:
+	@command -v redis-server >/dev/null && command -v h2load >/dev/null || { \
+	  echo "installing redis-server and nghttp2-client from Debian"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server nghttp2-client >/dev/null; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

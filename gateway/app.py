@@ -1,0 +1,119 @@
+"""The region proxy's ASGI application.
+
+    RequestContext (ids, region header, errors, access log, metrics)
+      └── Authenticate (bearer token on API routes)
+            └── Routes: API endpoints, plain ASGI, looked up in a dict
+                  └── FastAPI: /healthz, /readyz, /metrics, and 404s in dialect
+
+The API endpoints are plain ASGI callables found by one dict lookup: the hot
+path never goes through FastAPI's per-request machinery. FastAPI serves the
+operational endpoints and owns the lifespan, which opens and closes every
+async resource.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.asgi import ASGIApp, Receive, Scope, Send
+from gateway.errors import MethodNotAllowed, NotFound, dialect_for_path, render_error
+from gateway.middleware import Authenticate, RequestContext
+from gateway.ollama_api import parse_chat, parse_generate
+from gateway.ollama_routes import GenerationEndpoint, ShowEndpoint, listing, root, version
+from gateway.scheduler import Priority
+from gateway.services import Services
+from gateway.settings import GatewaySettings
+from gateway.tokens import RevocationCheck
+
+RouteTable = dict[str, dict[str, ASGIApp]]
+
+
+class Routes:
+    """Dispatch by exact path, then method; everything else goes to `fallback`."""
+
+    def __init__(self, table: RouteTable, fallback: ASGIApp) -> None:
+        self.table = table
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        methods = self.table.get(scope["path"]) if scope["type"] == "http" else None
+        if methods is None:
+            await self.fallback(scope, receive, send)
+            return
+        endpoint = methods.get(scope["method"])
+        if endpoint is None:
+            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
+        await endpoint(scope, receive, send)
+
+
+def ollama_routes(services: Services) -> RouteTable:
+    generate = GenerationEndpoint(services, "/api/generate", parse_generate, Priority.COMPLETION)
+    chat = GenerationEndpoint(services, "/api/chat", parse_chat, Priority.CHAT)
+    return {
+        "/api/generate": {"POST": generate},
+        "/api/chat": {"POST": chat},
+        "/api/show": {"POST": ShowEndpoint(services)},
+        "/api/tags": {"GET": listing(services, "tags")},
+        "/api/ps": {"GET": listing(services, "ps")},
+        "/api/version": {"GET": version(services)},
+        "/": {"GET": root, "HEAD": root},
+    }
+
+
+def operations_app(services: Services) -> FastAPI:
+    """FastAPI for health, readiness and metrics; owns the lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with services.running():
+            yield
+
+    app = FastAPI(
+        title="Ghostgate region", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {"status": "alive", "region": services.settings.region}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, report = services.readiness()
+        return JSONResponse(report, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(
+            services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        error = (
+            NotFound(f"no route {request.url.path}")
+            if exc.status_code == 404
+            else MethodNotAllowed(str(exc.detail))
+        )
+        status, headers, body = render_error(error, dialect_for_path(request.url.path))
+        return Response(
+            body,
+            status_code=status,
+            headers={k.decode(): v.decode() for k, v in headers if k != b"content-length"},
+        )
+
+    return app
+
+
+def create_app(
+    settings: GatewaySettings, revocations: RevocationCheck | None = None
+) -> tuple[ASGIApp, Services]:
+    """The region's ASGI app and the services behind it."""
+    services = Services.build(settings, revocations)
+    table = ollama_routes(services)
+    inner = Routes(table, operations_app(services))
+    return RequestContext(Authenticate(inner, services), services), services

@@ -1,0 +1,111 @@
+"""Small plain-ASGI helpers for the hot path: reading a bounded body, sending
+responses, and running work until the client goes away.
+
+Hypercorn does not cancel an app when its client leaves: it queues an
+`http.disconnect` message (on HTTP/2 RST_STREAM or an HTTP/1.1 close) and keeps
+going. `until_disconnect` is how the gateway notices at once, and it is what
+makes a cancel reach the backend in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
+
+from gateway.errors import PayloadTooLarge
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected; there is nobody left to answer."""
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header `name` (lower-case bytes), decoded as latin-1."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: Headers | None = None
+) -> None:
+    """A complete response in one go."""
+    response_headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if headers:
+        response_headers.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, payload: object, headers: Headers | None = None
+) -> None:
+    await send_bytes(send, status, json.dumps(payload).encode(), b"application/json", headers)
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Run `work` to completion, or cancel it the moment the client disconnects.
+
+    Call only after the request body has been read: from then on the only
+    message `receive` can yield is `http.disconnect`.
+    """
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        # Step 1: whichever finishes first decides. The normal case is the
+        # work finishing; a disconnect means the work must stop now.
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        # Step 2: the client left. Cancel the work and wait for its cleanup
+        # (closing the upstream response is what tells the backend).
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientGone
+    finally:
+        # Step 3: on every exit, including our own cancellation (shutdown),
+        # leave no task behind.
+        for pending in (task, watcher):
+            if not pending.done():
+                pending.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,224 @@
+"""Building `GatewaySettings` from flags, environment and an optional TOML file.
+
+The one module that reads `os.environ` for the gateway. Precedence, lowest
+first: built-in defaults, the TOML file's `[gateway]` table, `GHOSTGATE_*`
+environment variables, command-line flags.
+
+TOML layout (every table optional):
+
+    [gateway]
+    region = "us-west"
+    [gateway.server]      host, port, certfile, keyfile, keep_alive_timeout, ...
+    [gateway.limits]      max_body_bytes, queue_size, queue_wait_completion, ...
+    [gateway.timeouts]    connect, read
+    [gateway.health]      interval, timeout
+    [gateway.auth]        public_key_files, issuer, audience, max_lifetime, leeway
+    [[gateway.backends]]  url, slots
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.settings import (
+    DEFAULT_SLOTS,
+    AuthSettings,
+    BackendSpec,
+    GatewaySettings,
+    HealthSettings,
+    Limits,
+    ServerSettings,
+    Timeouts,
+)
+
+G = TypeVar("G")
+_GROUPS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "limits": Limits,
+    "timeouts": Timeouts,
+    "health": HealthSettings,
+    "auth": AuthSettings,
+}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which value and why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The region process's flags (also used by `ghostgate up` for each region)."""
+    parser.add_argument("--config", type=Path, help="TOML file with a [gateway] table")
+    parser.add_argument("--region", help="this region's name (default: local)")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        metavar="URL",
+        help="an Ollama server (repeatable); URL#SLOTS sets its parallel slots",
+    )
+    parser.add_argument("--slots", type=int, help="parallel generations per backend (default 4)")
+    parser.add_argument("--state-dir", type=Path, help="read public keys from STATE_DIR/keys")
+    parser.add_argument(
+        "--public-key",
+        action="append",
+        type=Path,
+        metavar="PEM",
+        help="a token verification key (repeatable)",
+    )
+    parser.add_argument("--certfile", type=Path, help="TLS certificate (enables HTTPS, h2 by ALPN)")
+    parser.add_argument("--keyfile", type=Path, help="TLS private key")
+    parser.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
+    parser.add_argument("--queue-size", type=int, help="max requests waiting for a slot")
+    parser.add_argument(
+        "--simulated",
+        action="store_true",
+        default=None,
+        help="label this region's backends as simulated",
+    )
+    parser.add_argument("--log-level", help="debug, info, warning, error")
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Settings from parsed flags, the environment and the TOML file they name."""
+    env = os.environ if environ is None else environ
+    config_path = args.config or _env_path(env, "GHOSTGATE_CONFIG")
+    table = read_toml(config_path).get("gateway", {}) if config_path else {}
+    settings = from_table(table)
+    settings = _apply_env(settings, env)
+    return _apply_flags(settings, args)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def from_table(table: Mapping[str, Any]) -> GatewaySettings:
+    """Settings from a `[gateway]` TOML table, every key checked."""
+    settings = GatewaySettings()
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _GROUPS:
+            changes[key] = _group(getattr(settings, key), value, f"gateway.{key}")
+        elif key == "backends":
+            changes[key] = tuple(_backend(entry) for entry in value)
+        elif key in ("region", "simulated", "log_level"):
+            changes[key] = value
+        else:
+            raise ConfigError(f"unknown setting gateway.{key}")
+    return dataclasses.replace(settings, **changes)
+
+
+def parse_backend(text: str, slots: int | None = None) -> BackendSpec:
+    """`http://host:port` or `http://host:port#SLOTS`."""
+    url, _, count = text.partition("#")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"backend {text!r} must be an http:// or https:// URL")
+    if count and not count.isdigit():
+        raise ConfigError(f"backend {text!r}: slots after '#' must be a number")
+    n = int(count) if count else (slots or DEFAULT_SLOTS)
+    if n < 1:
+        raise ConfigError(f"backend {text!r} needs at least one slot")
+    return BackendSpec(url=url.rstrip("/"), slots=n)
+
+
+def _group(current: G, values: Any, where: str) -> G:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a table")
+    fields = {f.name: f for f in dataclasses.fields(current)}  # type: ignore[arg-type]
+    for key in values:
+        if key not in fields:
+            raise ConfigError(f"unknown setting {where}.{key}")
+    coerced = {k: _coerce(getattr(current, k), v, f"{where}.{k}") for k, v in values.items()}
+    return dataclasses.replace(current, **coerced)  # type: ignore[type-var]
+
+
+def _coerce(default: Any, value: Any, where: str) -> Any:
+    if isinstance(default, bool) or isinstance(default, str):
+        if not isinstance(value, type(default)):
+            raise ConfigError(f"{where} must be a {type(default).__name__}")
+        return value
+    if isinstance(default, int | float) and not isinstance(value, bool):
+        if not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number")
+        return type(default)(value)
+    if isinstance(default, tuple):
+        return tuple(Path(v) for v in value)
+    if default is None or isinstance(default, Path):
+        return Path(value)
+    return value
+
+
+def _backend(entry: Any) -> BackendSpec:
+    if isinstance(entry, str):
+        return parse_backend(entry)
+    if not isinstance(entry, dict) or "url" not in entry:
+        raise ConfigError("each [[gateway.backends]] needs a url")
+    return parse_backend(str(entry["url"]), int(entry.get("slots", DEFAULT_SLOTS)))
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name)
+    return Path(value) if value else None
+
+
+def _apply_env(settings: GatewaySettings, env: Mapping[str, str]) -> GatewaySettings:
+    changes: dict[str, Any] = {}
+    if env.get("GHOSTGATE_REGION"):
+        changes["region"] = env["GHOSTGATE_REGION"]
+    if env.get("GHOSTGATE_BACKENDS"):
+        changes["backends"] = tuple(
+            parse_backend(u.strip()) for u in env["GHOSTGATE_BACKENDS"].split(",") if u.strip()
+        )
+    if env.get("GHOSTGATE_LOG_LEVEL"):
+        changes["log_level"] = env["GHOSTGATE_LOG_LEVEL"]
+    return dataclasses.replace(settings, **changes)
+
+
+def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> GatewaySettings:
+    server = _replace_given(
+        settings.server,
+        host=args.host,
+        port=args.port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
+    limits = _replace_given(
+        settings.limits, max_body_bytes=args.max_body_bytes, queue_size=args.queue_size
+    )
+    keys = list(settings.auth.public_key_files) + list(args.public_key or [])
+    if args.state_dir is not None:
+        keys.extend(sorted((args.state_dir / "keys").glob("*.pub.pem")))
+    auth = dataclasses.replace(settings.auth, public_key_files=tuple(keys))
+    backends: Sequence[BackendSpec] = settings.backends
+    if args.backend:
+        backends = tuple(parse_backend(b, args.slots) for b in args.backend)
+    elif args.slots:
+        backends = tuple(dataclasses.replace(b, slots=args.slots) for b in backends)
+    return dataclasses.replace(
+        settings,
+        region=args.region or settings.region,
+        backends=tuple(backends),
+        simulated=settings.simulated if args.simulated is None else args.simulated,
+        log_level=args.log_level or settings.log_level,
+        server=server,
+        limits=limits,
+        auth=auth,
+    )
+
+
+def _replace_given(group: G, **values: Any) -> G:
+    given = {k: v for k, v in values.items() if v is not None}
+    return dataclasses.replace(group, **given) if given else group  # type: ignore[type-var]

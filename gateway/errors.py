@@ -1,0 +1,168 @@
+"""The gateway's exceptions, and how they become responses in each API's dialect.
+
+    GatewayError                    status  meaning
+    ├── ClientError
+    │   ├── BadRequest                400   malformed body
+    │   ├── Unauthorized              401   missing, bad, expired or revoked token
+    │   ├── NotFound                  404   unknown route
+    │   │   └── ModelNotFound         404   no backend serves the model
+    │   ├── MethodNotAllowed          405   known route, other method
+    │   ├── PayloadTooLarge           413   body over the limit
+    │   ├── Unprocessable             422   wrong field types
+    │   └── RateLimited               429   (Retry-After)
+    └── ServerError
+        ├── NoCapacity                503   no healthy backend, queue full (Retry-After)
+        ├── UpstreamError             502   a backend failed before answering
+        └── UpstreamTimeout           504   a backend did not answer in time
+
+Foreign exceptions (aiohttp, jwt, redis) are mapped to these at the module that
+meets them; everything above that boundary speaks only this tree. Rendering
+happens in one place, `render_error`, so every endpoint answers in its own
+dialect: Ollama's `{"error": "..."}` or OpenAI's `{"error": {...}}`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+
+
+class Dialect(Enum):
+    """The wire format an endpoint speaks, which decides its error shape."""
+
+    OLLAMA = "ollama"
+    OPENAI = "openai"
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway turns into a response."""
+
+    status = 500
+    kind = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ClientError(GatewayError):
+    """The request is at fault; retrying it unchanged will not help."""
+
+    kind = "invalid_request_error"
+
+
+class BadRequest(ClientError):
+    """The body is not what the endpoint accepts (e.g. not JSON)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class Unauthorized(ClientError):
+    """No usable token. `reason` feeds the auth-failure metric, never the log of a secret."""
+
+    status = 401
+    kind = "authentication_error"
+    code = "invalid_token"
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NotFound(ClientError):
+    """The route does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """No backend of this region serves the model."""
+
+    code = "model_not_found"
+
+
+class MethodNotAllowed(ClientError):
+    """The route exists but not for this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ClientError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class Unprocessable(ClientError):
+    """The body is JSON but a field has the wrong type or value."""
+
+    status = 422
+    code = "invalid_field"
+
+
+class RateLimited(ClientError):
+    """The user is over a rate limit; Retry-After says when to come back."""
+
+    status = 429
+    kind = "rate_limit_error"
+    code = "rate_limited"
+
+
+class ServerError(GatewayError):
+    """The gateway or its backends could not serve a well-formed request."""
+
+
+class NoCapacity(ServerError):
+    """No healthy backend, or no free slot within the queue's bounds."""
+
+    status = 503
+    kind = "server_error"
+    code = "no_capacity"
+
+
+class UpstreamError(ServerError):
+    """A backend failed before its response started."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(ServerError):
+    """A backend did not answer within the configured timeout."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+def error_body(dialect: Dialect, status: int, message: str, kind: str, code: str) -> bytes:
+    """The JSON body of an error in `dialect`."""
+    if dialect is Dialect.OLLAMA:
+        return json.dumps({"error": message}).encode()
+    return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
+
+
+def render_error(
+    exc: GatewayError, dialect: Dialect
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body for `exc` in `dialect`: the one place errors become HTTP."""
+    body = error_body(dialect, exc.status, exc.message, exc.kind, exc.code)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="ghostgate"'))
+    if exc.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
+    return exc.status, headers, body
+
+
+def dialect_for_path(path: str) -> Dialect:
+    """OpenAI and Copilot routes live under /v1; everything else speaks Ollama."""
+    return Dialect.OPENAI if path.startswith("/v1/") else Dialect.OLLAMA

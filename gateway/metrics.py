@@ -1,0 +1,117 @@
+"""Prometheus metrics of a region process, with the names DESIGN.md fixes.
+
+Each app gets its own registry, so tests can run several in one process.
+Gauges that mirror live state (in-flight per backend, queue depth) are read
+at scrape time by a collector instead of being updated on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.scheduler import Scheduler
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    """Every metric one region process exports."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "ghostgate_requests",
+            "Requests served, by route, model and status.",
+            ["region", "route", "model", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "ghostgate_request_duration_seconds",
+            "Time from request to last byte.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "ghostgate_time_to_first_token_seconds",
+            "Time from request to first body byte.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "ghostgate_overhead_seconds",
+            "Time spent in the gateway itself: before the upstream send (queueing excluded) "
+            "and from the upstream's first byte to the client's.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.cancellations = Counter(
+            "ghostgate_cancellations",
+            "Requests cancelled, by why and at which stage.",
+            ["reason", "stage"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ghostgate_tokens",
+            "Tokens by kind: prompt, generated, saved (by a cancel).",
+            ["kind"],
+            registry=r,
+        )
+        self.connections_opened = Counter(
+            "ghostgate_upstream_connections_opened",
+            "New TCP connections to backends.",
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "ghostgate_auth_failures",
+            "Rejected tokens, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "ghostgate_cache_hits",
+            "Completions answered from the cache.",
+            registry=r,
+        )
+        self.stream_errors = Counter(
+            "ghostgate_stream_errors",
+            "Streams ended with an error after the response began.",
+            ["route"],
+            registry=r,
+        )
+
+    def watch(self, scheduler: Scheduler) -> None:
+        """Export the scheduler's live state at scrape time."""
+        self.registry.register(_SchedulerCollector(scheduler))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _SchedulerCollector(Collector):
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def collect(self) -> Iterator[Metric]:
+        inflight = GaugeMetricFamily(
+            "ghostgate_backend_inflight", "Requests running on each backend.", labels=["backend"]
+        )
+        up = GaugeMetricFamily(
+            "ghostgate_backend_up", "1 if the backend passes its health probe.", labels=["backend"]
+        )
+        for backend in self._scheduler.backends:
+            inflight.add_metric([backend.url], backend.inflight)
+            up.add_metric([backend.url], 1.0 if backend.healthy else 0.0)
+        queue = GaugeMetricFamily("ghostgate_queue_depth", "Requests waiting for a slot.")
+        queue.add_metric([], self._scheduler.queued)
+        yield inflight
+        yield up
+        yield queue

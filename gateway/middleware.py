@@ -1,0 +1,238 @@
+"""Plain-ASGI middleware on the hot path: request context, the error boundary,
+the access log and metrics (`RequestContext`), and the token check
+(`Authenticate`).
+
+`RequestContext` is the one place exceptions become responses: before the
+response has started, in the endpoint's dialect with the right status; after it
+has started, by ending the stream with a last error line or event, so the
+client never sees a broken connection for a gateway-side failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+
+from gateway.asgi import ASGIApp, ClientGone, Message, Receive, Scope, Send, header
+from gateway.errors import (
+    Dialect,
+    GatewayError,
+    Unauthorized,
+    dialect_for_path,
+    error_body,
+    render_error,
+)
+from gateway.services import Services
+from gateway.tokens import bearer_token
+from gateway.trace import TRACE_KEY, Trace
+
+access_log = logging.getLogger("ghostgate.access")
+log = logging.getLogger("ghostgate.gateway")
+
+PRINCIPAL_KEY = "ghostgate.principal"
+_ROUTES = (
+    "/api/generate",
+    "/api/chat",
+    "/api/tags",
+    "/api/show",
+    "/api/ps",
+    "/api/version",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/",
+)
+_OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
+
+
+def route_label(path: str) -> str:
+    """A bounded label for metrics: known routes by name, everything else `other`."""
+    if path in _ROUTES:
+        return path
+    if path.startswith("/v1/engines/") and path.endswith("/completions"):
+        return "/v1/engines/{engine}/completions"
+    return "other"
+
+
+def request_id(scope: Scope) -> str:
+    """The client's X-Request-Id if it is sane, else a fresh one."""
+    given = header(scope, b"x-request-id")
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
+        return given
+    return os.urandom(12).hex()
+
+
+class RequestContext:
+    """Ids, region header, error boundary, access log and metrics for every request."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.region = services.settings.region.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace = Trace(request_id(scope), route_label(scope["path"]), time.perf_counter())
+        scope[TRACE_KEY] = trace
+        extra = [(b"x-request-id", trace.request_id.encode()), (b"x-ghostgate-region", self.region)]
+
+        async def send_with_context(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                trace.status = message["status"]
+                trace.response_started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            elif not trace.client_first_byte and message.get("body"):
+                trace.client_first_byte = time.perf_counter()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except ClientGone:
+            trace.outcome = "client_disconnect"
+        except GatewayError as exc:
+            await self._fail(exc, trace, scope, send_with_context)
+        except asyncio.CancelledError:
+            trace.outcome = "shutdown"
+            raise
+        except Exception as exc:
+            log.exception("unhandled error", extra={"request_id": trace.request_id})
+            await self._fail(
+                GatewayError(f"internal error ({type(exc).__name__})"),
+                trace,
+                scope,
+                send_with_context,
+            )
+        finally:
+            self._record(trace, scope)
+
+    async def _fail(self, exc: GatewayError, trace: Trace, scope: Scope, send: Send) -> None:
+        trace.outcome = "error"
+        trace.error = exc.message
+        dialect = dialect_for_path(scope["path"])
+        try:
+            if not trace.response_started:
+                status, headers, body = render_error(exc, dialect)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            # The status is gone; end the stream the way the dialect ends one
+            # in error, so the client's parser sees a reason, not a cut.
+            self.services.metrics.stream_errors.labels(trace.route).inc()
+            body = error_body(dialect, exc.status, exc.message, exc.kind, exc.code)
+            tail = body + b"\n" if dialect is Dialect.OLLAMA else b"data: " + body + b"\n\n"
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        except OSError:
+            pass  # the client is gone too; nothing left to tell
+
+    def _record(self, trace: Trace, scope: Scope) -> None:
+        metrics = self.services.metrics
+        now = time.perf_counter()
+        if trace.outcome in ("client_disconnect", "superseded", "timeout"):
+            metrics.cancellations.labels(trace.outcome, trace.stage.value).inc()
+        model = trace.model if self._served(trace.model) else ("" if not trace.model else "other")
+        status = str(trace.status or 499)
+        metrics.requests.labels(metrics.region, trace.route, model, status).inc()
+        metrics.duration.labels(trace.route).observe(now - trace.started)
+        if trace.client_first_byte:
+            metrics.ttft.labels(trace.route).observe(trace.client_first_byte - trace.started)
+        overhead = trace.overhead()
+        if overhead is not None:
+            metrics.overhead.observe(overhead)
+        if trace.prompt_tokens:
+            metrics.tokens.labels("prompt").inc(trace.prompt_tokens)
+        if trace.generated_tokens:
+            metrics.tokens.labels("generated").inc(trace.generated_tokens)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info("request", extra=_access_fields(trace, scope, now))
+
+    def _served(self, model: str) -> bool:
+        return bool(model) and any(b.serves(model) for b in self.services.scheduler.backends)
+
+
+def _access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
+    # Never the query string, headers or body: they may carry a token or code.
+    fields: dict[str, object] = {
+        "request_id": trace.request_id,
+        "method": scope["method"],
+        "path": scope["path"] if trace.route != "other" else "other",
+        "http_version": scope.get("http_version", ""),
+        "status": trace.status or 499,
+        "outcome": trace.outcome,
+        "duration_ms": round((now - trace.started) * 1000, 2),
+    }
+    if trace.client_first_byte:
+        fields["ttft_ms"] = round((trace.client_first_byte - trace.started) * 1000, 2)
+    overhead = trace.overhead()
+    if overhead is not None:
+        fields["overhead_ms"] = round(overhead * 1000, 3)
+    for name in ("user", "model", "backend", "error", "done_reason"):
+        value = getattr(trace, name)
+        if value:
+            fields[name] = value
+    if trace.model:
+        fields.update(
+            stage=trace.stage.value,
+            attempts=trace.attempts,
+            queue_ms=round(trace.queue_wait * 1000, 2),
+            prompt_tokens=trace.prompt_tokens,
+            generated_tokens=trace.generated_tokens,
+        )
+    return fields
+
+
+class Authenticate:
+    """Checks the bearer token on every API route; puts the principal in the scope."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+            try:
+                token = bearer_token(header(scope, b"authorization"))
+                principal = self.services.verifier.verify(token)
+            except Unauthorized as exc:
+                self.services.metrics.auth_failures.labels(exc.reason).inc()
+                raise
+            scope[PRINCIPAL_KEY] = principal
+            trace = scope.get(TRACE_KEY)
+            if isinstance(trace, Trace):
+                trace.user = principal.subject
+        await self.app(scope, receive, send)
+
+
+def json_line(record: logging.LogRecord) -> str:
+    """One log record as one JSON line: message, level, logger and the `extra` fields."""
+    payload: dict[str, object] = {
+        "ts": round(record.created, 3),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            payload[key] = value
+    if record.exc_info:
+        payload["exc"] = logging.Formatter().formatException(record.exc_info)
+    return json.dumps(payload, default=str)
+
+
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json_line(record)

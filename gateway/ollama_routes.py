@@ -1,0 +1,182 @@
+"""The Ollama dialect: generation passed through byte for byte, listings from memory.
+
+`/api/generate` and `/api/chat` forward the client's exact body to a backend
+and relay the NDJSON stream back chunk by chunk as tokens arrive: nothing is
+buffered or re-encoded. `/api/tags` and `/api/ps` answer from what the health
+prober last saw, so listing models costs no backend round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from gateway.asgi import Receive, Scope, Send, read_body, send_bytes, send_json, until_disconnect
+from gateway.backends import Backend, normalize_model
+from gateway.errors import ModelNotFound, NoCapacity, UpstreamError
+from gateway.ollama_api import GenerationRequest, parse_model_field
+from gateway.relay import Job
+from gateway.scheduler import Priority
+from gateway.services import Services
+from gateway.trace import Stage, Trace, trace_of
+from gateway.upstream import UpstreamResponse
+
+END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+class GenerationEndpoint:
+    """POST /api/generate and /api/chat: one generation, relayed as it happens."""
+
+    def __init__(
+        self,
+        services: Services,
+        upstream_path: str,
+        parse: Callable[[bytes], GenerationRequest],
+        priority: Priority,
+    ) -> None:
+        self._services = services
+        self._path = upstream_path
+        self._parse = parse
+        self._priority = priority
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trace = trace_of(scope)
+        raw = await read_body(scope, receive, self._services.settings.limits.max_body_bytes)
+        request = self._parse(raw)
+        trace.model = request.model
+        trace.requested_tokens = request.num_predict
+        job = Job(request.model, self._path, raw, self._priority)
+        await until_disconnect(receive, self._relay(job, trace, send))
+
+    async def _relay(self, job: Job, trace: Trace, send: Send) -> None:
+        relay = self._services.relay
+        response = await relay.open(job, trace)
+        error: BaseException | None = None
+        try:
+            if response.status != 200:
+                await pass_error(response, send)
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", response.content_type)],
+                }
+            )
+            await relay_body(response, trace, send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            relay.finish(response, error)
+
+
+async def relay_body(response: UpstreamResponse, trace: Trace, send: Send) -> None:
+    """Forward every chunk as it arrives, then account the final stats line."""
+    last = b""
+    async for chunk in response.chunks():
+        if not last:
+            trace.stage = Stage.STREAMING
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        last = chunk
+    await send(END)
+    trace.stage = Stage.DONE
+    account_final_line(trace, last)
+
+
+def account_final_line(trace: Trace, chunk: bytes) -> None:
+    """Token counts from Ollama's last NDJSON line: one parse per request."""
+    line = chunk.rstrip().rpartition(b"\n")[2]
+    try:
+        final = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(final, dict):
+        return
+    if "error" in final:
+        trace.outcome = "upstream_error"
+        trace.error = str(final["error"])[:200]
+    prompt, generated = final.get("prompt_eval_count"), final.get("eval_count")
+    trace.prompt_tokens = prompt if isinstance(prompt, int) else 0
+    trace.generated_tokens = generated if isinstance(generated, int) else 0
+    trace.done_reason = str(final.get("done_reason", ""))
+
+
+async def pass_error(response: UpstreamResponse, send: Send) -> None:
+    """A backend's 4xx reaches the client as Ollama said it; a 5xx becomes our 502."""
+    body = await response.read()
+    if response.status >= 500:
+        try:
+            message = json.loads(body)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = body[:200].decode("utf-8", "replace")
+        raise UpstreamError(f"backend error: {message}")
+    await send_bytes(send, response.status, body, response.content_type)
+
+
+class ShowEndpoint:
+    """POST /api/show: asked of a backend that serves the model (no slot needed)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(scope, receive, self._services.settings.limits.max_body_bytes)
+        model = parse_model_field(raw)
+        trace_of(scope).model = model
+        backend = any_backend_with(self._services.scheduler.backends, model)
+        response = await self._services.upstream.post(backend, "/api/show", raw)
+        try:
+            await send_bytes(send, response.status, await response.read(), response.content_type)
+        finally:
+            response.close()
+
+
+def any_backend_with(backends: list[Backend], model: str) -> Backend:
+    """The least busy healthy backend that lists `model`."""
+    candidates = [b for b in backends if b.healthy and b.serves(model)]
+    if candidates:
+        return min(candidates, key=lambda b: b.inflight)
+    if any(b.serves(model) for b in backends) or not any(b.healthy for b in backends):
+        raise NoCapacity(f'no healthy backend serves "{model}"', retry_after=2)
+    raise ModelNotFound(f'model "{model}" not found, try pulling it first')
+
+
+def merged_entries(backends: list[Backend], key: str) -> list[Any]:
+    """Model entries of every healthy backend, each model once."""
+    seen: dict[str, Any] = {}
+    for backend in backends:
+        if not backend.healthy:
+            continue
+        for entry in backend.details.get(key, []):  # type: ignore[attr-defined]
+            name = entry.get("name") or entry.get("model") or ""
+            seen.setdefault(normalize_model(name), entry)
+    return [seen[name] for name in sorted(seen)]
+
+
+def listing(services: Services, key: str) -> Callable[[Scope, Receive, Send], Any]:
+    """GET /api/tags (key "tags") or /api/ps (key "ps")."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"models": merged_entries(services.scheduler.backends, key)})
+
+    return endpoint
+
+
+def version(services: Services) -> Callable[[Scope, Receive, Send], Any]:
+    """GET /api/version: the version of the Ollama behind this region."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        healthy = [b for b in services.scheduler.backends if b.healthy]
+        if not healthy:
+            raise NoCapacity("no healthy backend", retry_after=2)
+        payload = await services.upstream.get_json(healthy[0], "/api/version", 5.0)
+        await send_json(send, 200, payload)
+
+    return endpoint
+
+
+async def root(scope: Scope, receive: Receive, send: Send) -> None:
+    """GET / and HEAD /: what plugins probe to see whether "Ollama" is up."""
+    await send_bytes(send, 200, b"Ollama is running", b"text/plain; charset=utf-8")

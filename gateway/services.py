@@ -1,0 +1,116 @@
+"""The parts of a region process, built once and handed to the endpoints.
+
+`Services.build` makes everything that needs no I/O; `Services.running` opens
+what does (the upstream pool, the health prober) for the lifetime of the ASGI
+lifespan and closes it after, so each async resource has exactly one owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from gateway.backends import Backend
+from gateway.health import HealthProber
+from gateway.keystore import load_public_keys
+from gateway.metrics import Metrics
+from gateway.relay import Relay
+from gateway.scheduler import Scheduler
+from gateway.settings import GatewaySettings
+from gateway.tokens import RevocationCheck, TokenVerifier
+from gateway.upstream import Upstream
+
+log = logging.getLogger("ghostgate.gateway")
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything an endpoint may use; one per region process."""
+
+    settings: GatewaySettings
+    metrics: Metrics
+    scheduler: Scheduler
+    upstream: Upstream
+    prober: HealthProber
+    relay: Relay
+    verifier: TokenVerifier
+    draining: bool = False
+
+    @classmethod
+    def build(
+        cls, settings: GatewaySettings, revocations: RevocationCheck | None = None
+    ) -> Services:
+        metrics = Metrics(settings.region)
+        backends = [
+            Backend(url=spec.url.rstrip("/"), slots=spec.slots) for spec in settings.backends
+        ]
+        scheduler = Scheduler(backends, queue_size=settings.limits.queue_size)
+        metrics.watch(scheduler)
+        upstream = Upstream(settings.timeouts, metrics.connections_opened.inc)
+        prober = HealthProber(scheduler, upstream, settings.health)
+        auth = settings.auth
+        verifier = TokenVerifier(
+            load_public_keys(auth.public_key_files),
+            issuer=auth.issuer,
+            audience=auth.audience,
+            max_lifetime=auth.max_lifetime,
+            leeway=auth.leeway,
+            cache_size=auth.cache_size,
+            revocations=revocations,
+        )
+        relay = Relay(scheduler, upstream, prober, settings.limits)
+        return cls(settings, metrics, scheduler, upstream, prober, relay, verifier)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Services]:
+        """Open the upstream pool and start probing; undo both on exit."""
+        async with self.upstream:
+            await self.prober.probe_all()
+            healthy = sum(b.healthy for b in self.scheduler.backends)
+            log.info(
+                "region ready",
+                extra={
+                    "region": self.settings.region,
+                    "backends": len(self.scheduler.backends),
+                    "healthy": healthy,
+                },
+            )
+            probes = asyncio.create_task(self.prober.run(), name="health-probes")
+            try:
+                yield self
+            finally:
+                probes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probes
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Whether this region should get traffic, and the figures behind it."""
+        healthy = [b for b in self.scheduler.backends if b.healthy]
+        ready = bool(healthy) and not self.draining
+        report: dict[str, object] = {
+            "ready": ready,
+            "region": self.settings.region,
+            "draining": self.draining,
+            "simulated": self.settings.simulated,
+            "backends": {
+                "total": len(self.scheduler.backends),
+                "healthy": len(healthy),
+                "detail": [
+                    {
+                        "url": b.url,
+                        "healthy": b.healthy,
+                        "inflight": b.inflight,
+                        "slots": b.slots,
+                        "models": sorted(b.models),
+                        "loaded": sorted(b.loaded),
+                        "error": b.last_error,
+                    }
+                    for b in self.scheduler.backends
+                ],
+            },
+            **self.scheduler.snapshot(),
+        }
+        return ready, report

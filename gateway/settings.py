@@ -1,0 +1,101 @@
+"""The gateway's configuration: one frozen, typed object, built once and passed in.
+
+Values are grouped the way httpx groups `Timeout` and `Limits`, so each
+component receives only the part it needs. Loading from flags, environment and
+TOML happens in `gateway.config`; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long the gateway waits on a backend, in seconds."""
+
+    connect: float = 3.0
+    # Until the first response byte, and then between two chunks. Ollama sends
+    # its headers with the first token, so this covers a model load and a long
+    # prefill on a busy GPU: generous.
+    read: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds that keep one region process healthy under abuse or overload."""
+
+    max_body_bytes: int = 1 * MiB
+    queue_size: int = 256
+    # How long a request may wait for a free slot before a 503. Completions are
+    # latency-bound (a late completion is a useless one); chat can wait longer.
+    queue_wait_completion: float = 2.0
+    queue_wait_chat: float = 30.0
+    # Attempts on distinct backends before the first byte reaches the client.
+    max_attempts: int = 3
+
+
+DEFAULT_SLOTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSpec:
+    """One Ollama server the region may send work to."""
+
+    url: str
+    slots: int = DEFAULT_SLOTS
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """Active health probing of backends."""
+
+    interval: float = 1.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Token verification. Regions hold public keys only."""
+
+    public_key_files: tuple[Path, ...] = ()
+    issuer: str = "ghostgate"
+    audience: str = "ghostgate"
+    max_lifetime: float = 30 * 60.0
+    leeway: float = 30.0
+    cache_size: int = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How Hypercorn listens and treats long-lived editor connections."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    # Editor connections live for hours: Hypercorn's defaults (5 s idle, 1000
+    # requests) would close or GOAWAY them under the developer's feet.
+    keep_alive_timeout: float = 4 * 3600.0
+    keep_alive_max_requests: int = 2**31 - 1
+    h2_max_concurrent_streams: int = 256
+    graceful_timeout: float = 10.0
+    use_uvloop: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """Everything a region process needs, built once at start-up."""
+
+    region: str = "local"
+    backends: tuple[BackendSpec, ...] = ()
+    simulated: bool = False
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: Limits = field(default_factory=Limits)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    log_level: str = "info"

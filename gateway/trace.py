@@ -1,0 +1,66 @@
+"""What happened to one request: filled in along the path, read by the access log
+and the metrics. Never holds a token, a key or a prompt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.asgi import Scope
+
+TRACE_KEY = "ghostgate.trace"
+
+
+class Stage(Enum):
+    """Where a request is; the `stage` label of a cancellation."""
+
+    RECEIVING = "receiving"
+    QUEUED = "queued"
+    PREFILL = "prefill"  # sent to a backend, no token back yet
+    STREAMING = "streaming"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class Trace:
+    """Timings and outcome of one request, all times from `time.perf_counter()`."""
+
+    request_id: str
+    route: str
+    started: float
+    user: str = ""
+    model: str = ""
+    backend: str = ""
+    stage: Stage = Stage.RECEIVING
+    status: int = 0
+    outcome: str = "ok"
+    response_started: bool = False
+    attempts: int = 0
+    queue_wait: float = 0.0
+    upstream_sent: float = 0.0
+    upstream_first_byte: float = 0.0
+    client_first_byte: float = 0.0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    requested_tokens: int = 0
+    done_reason: str = ""
+    error: str = ""
+
+    def overhead(self) -> float | None:
+        """Seconds spent in the gateway itself, queueing excluded; None if not relayed."""
+        if not (self.upstream_sent and self.upstream_first_byte and self.client_first_byte):
+            return None
+        before = self.upstream_sent - self.started - self.queue_wait
+        after = self.client_first_byte - self.upstream_first_byte
+        return max(0.0, before) + max(0.0, after)
+
+
+def trace_of(scope: Scope) -> Trace:
+    """The request's trace, made by the outermost middleware."""
+    trace = scope.get(TRACE_KEY)
+    if trace is None:  # an app mounted without the middleware (tests)
+        trace = Trace(request_id="-", route=scope.get("path", ""), started=time.perf_counter())
+        scope[TRACE_KEY] = trace
+    assert isinstance(trace, Trace)
+    return trace
