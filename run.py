@@ -1,0 +1,200 @@
+"""`ghostgate` and `python run.py`: the command line of the whole project.
+
+    ghostgate up [--multi-region] [--backend auto|ollama|sim] [--ollama URL]...
+    ghostgate token USER [--lifetime SECONDS]
+
+`python run.py ARGS` is `ghostgate up ARGS` when ARGS do not name a command.
+`up` starts backends (simulated unless an Ollama answers), one region process per
+region, waits until each answers `/readyz`, writes `<state-dir>/run.json`, prints
+a banner, and on Ctrl-C or SIGTERM stops everything it started, regions first
+so they drain, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from router.cluster import RegionPlan
+
+COMMANDS = ("up", "token")
+DEFAULT_OLLAMA = "http://127.0.0.1:11434"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ghostgate", description="Self-hosted HTTP/2 gateway for AI code completion."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_up_arguments(commands.add_parser("up", help="run the local cluster"))
+    token = commands.add_parser("token", help="mint a JWT from the local signing key")
+    token.add_argument("user")
+    token.add_argument("--lifetime", type=float, default=600.0, help="seconds (default 600)")
+    token.add_argument("--scope", default="completions")
+    token.add_argument("--state-dir", type=Path, default=Path(".ghostgate"))
+    return parser
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--multi-region",
+        action="store_true",
+        help="four regions: us-west :8000, us-east :8001, eu-west :8002, ap-east :8003",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "ollama", "sim"),
+        default="auto",
+        help="auto: the Ollama at $OLLAMA_HOST if it answers, else simulated",
+    )
+    parser.add_argument(
+        "--ollama",
+        action="append",
+        metavar="URL",
+        default=[],
+        help="an Ollama server to use (repeatable); implies --backend ollama",
+    )
+    parser.add_argument("--state-dir", type=Path, default=Path(".ghostgate"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="first region's port")
+    parser.add_argument("--region", default="us-west", help="region name (single-region mode)")
+    parser.add_argument("--slots", type=int, default=4, help="parallel generations per backend")
+    parser.add_argument(
+        "--sim-workers", type=int, default=1, help="simulated Ollama workers per region (default 1)"
+    )
+    parser.add_argument(
+        "--sim-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra flag for every simulated worker, e.g. --sim-arg=--fast",
+    )
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.keystore import SigningKeys
+    from gateway.tokens import mint
+
+    keys = SigningKeys.load_or_create(args.state_dir)
+    token, _ = mint(keys.active, args.user, scope=args.scope, lifetime=args.lifetime)
+    print(token)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gateway.keystore import SigningKeys
+    from gateway.tokens import mint
+    from router.cluster import banner, run_info, write_run_json
+
+    state_dir: Path = args.state_dir
+    logs = state_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keys = SigningKeys.load_or_create(state_dir)
+    stop = install_signal_handlers()
+    kind, ollama = choose_backends(args)
+    with ExitStack() as stack:
+        plans = start_regions(args, kind, ollama, stack, logs)
+        info = run_info(plans, kind)
+        write_run_json(state_dir, info)
+        token, _ = mint(keys.active, os.environ.get("USER") or "developer")
+        print(banner(info, token, state_dir, logs), flush=True)
+        supervise(stack, stop)
+    print("ghostgate: stopped", flush=True)
+    return 0
+
+
+def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """("ollama", URLs) when an Ollama is named or answers, else ("sim", [])."""
+    from workers.ollama import probe_ollama
+
+    if args.ollama:
+        return "ollama", [u.rstrip("/") for u in args.ollama]
+    if args.backend == "sim":
+        return "sim", []
+    host = os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA
+    url = host if host.startswith("http") else f"http://{host}"
+    if probe_ollama(url, 1.0):
+        return "ollama", [url.rstrip("/")]
+    if args.backend == "ollama":
+        raise SystemExit(f"ghostgate: no Ollama answers at {url} (set OLLAMA_HOST or --ollama)")
+    print(
+        f"ghostgate: no Ollama at {url}: using SIMULATED Ollama workers (no GPU, no model)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return "sim", []
+
+
+def start_regions(
+    args: argparse.Namespace, kind: str, ollama: list[str], stack: ExitStack, logs: Path
+) -> list[RegionPlan]:
+    """Start every region (and its simulated workers) and wait until all are ready."""
+    from router.cluster import LOCAL_REGIONS, RegionPlan, wait_ready
+    from workers.launch import start_sim
+    from workers.process import Child
+
+    names = LOCAL_REGIONS if args.multi_region else ((args.region, args.port),)
+    plans: list[RegionPlan] = []
+    for index, (name, default_port) in enumerate(names):
+        port = args.port + index if args.multi_region else default_port
+        backends = ollama
+        if kind == "sim":
+            sims = [
+                stack.enter_context(
+                    start_sim(
+                        extra_args=[*args.sim_arg, "--parallel", str(args.slots)],
+                        log_path=logs / f"sim-{name}-{i}.log",
+                    )
+                )
+                for i in range(args.sim_workers)
+            ]
+            backends = [sim.url for sim in sims]
+        plans.append(RegionPlan(name, args.host, port, tuple(backends), args.slots))
+    for plan in plans:
+        argv = plan.command(sys.executable, args.state_dir, kind == "sim")
+        stack.enter_context(Child.start(plan.name, argv, log_path=logs / f"{plan.name}.log"))
+    deadline = time.monotonic() + 30
+    for plan in plans:
+        wait_ready(plan.url, deadline)
+    return plans
+
+
+def install_signal_handlers() -> Callable[[], bool]:
+    """SIGINT and SIGTERM ask for a clean stop; returns "has one been asked for"."""
+    asked: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.append(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: bool(asked)
+
+
+def supervise(stack: ExitStack, stop: Callable[[], bool]) -> None:
+    """Wait for a stop signal; leaving the stack stops every child, last started first."""
+    while not stop():
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "up")
+    args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return cmd_token(args)
+    return cmd_up(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
