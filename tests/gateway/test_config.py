@@ -30,8 +30,10 @@ def test_flags_override_toml_and_env(tmp_path: Path) -> None:
     settings = config.load(parse("--config", str(toml)), environ=env)
     assert settings.region == "ap-east"
     assert settings.backends == (BackendSpec("http://a:1", 4), BackendSpec("http://b:2", 8))
-    settings = config.load(parse("--config", str(toml), "--region", "x", "--backend",
-                                 "http://c:3", "--slots", "1"), environ=env)
+    settings = config.load(
+        parse("--config", str(toml), "--region", "x", "--backend", "http://c:3", "--slots", "1"),
+        environ=env,
+    )
     assert settings.region == "x" and settings.backends == (BackendSpec("http://c:3", 1),)
 
 
