@@ -1,0 +1,143 @@
+"""Concurrent-stream counts on Redis as leases, so a crashed instance cannot leak them.
+
+A stream is a member of the user's sorted set whose score is its expiry. The
+instance that took it renews it every third of the TTL while the stream runs,
+and removes it on release. If the instance dies, nobody renews, and the next
+acquire after the TTL drops it: a leaked count lasts at most one TTL, however
+busy the user stays (a plain INCR with EXPIRE would leak for as long as the
+user keeps the key alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.typing import EncodableT
+
+from gateway.store.base import StoreError
+
+T = TypeVar("T")
+log = logging.getLogger("ghostgate.store")
+
+
+class Runner(Protocol):
+    """Runs one Redis exchange with the store's deadline and error mapping."""
+
+    def __call__(self, what: str, call: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+class StreamLeases:
+    """The stream leases this instance holds, by Redis key."""
+
+    def __init__(self, run: Runner, ttl: float) -> None:
+        self.instance = secrets.token_hex(8)
+        self.ttl = ttl
+        self._run = run
+        self._ids = itertools.count()
+        self._held: dict[str, list[str]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._client: Redis | None = None
+        self._acquire: AsyncScript | None = None
+        self._renew: AsyncScript | None = None
+
+    def __repr__(self) -> str:
+        held = {name: len(leases) for name, leases in self._held.items()}
+        return f"StreamLeases(instance={self.instance!r}, held={held!r})"
+
+    def bind(self, client: Redis, acquire_lua: str, renew_lua: str) -> None:
+        self._client = client
+        self._acquire = client.register_script(acquire_lua)
+        self._renew = client.register_script(renew_lua)
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    async def acquire(self, name: str, limit: int) -> bool:
+        """Take a lease under `limit`. If the reply is lost, the lease expires by itself."""
+        script = self._script(self._acquire)
+        lease = f"{self.instance}:{next(self._ids)}"
+        args: list[EncodableT] = [limit, self.ttl_ms, lease]
+        taken = await self._run("acquire stream", lambda: script(keys=[name], args=args))
+        if taken:
+            self._held.setdefault(name, []).append(lease)
+        return bool(taken)
+
+    async def release(self, name: str) -> None:
+        """Give back one lease. Forgotten first, so a failed ZREM cannot be renewed forever."""
+        lease = self.forget(name)
+        if lease is None:
+            return
+        client = self._require(self._client)
+        await self._run("release stream", lambda: client.zrem(name, lease))
+
+    def forget(self, name: str) -> str | None:
+        """Stop holding one lease of `name`; Redis drops it when its TTL runs out."""
+        leases = self._held.get(name)
+        if not leases:
+            return None
+        lease = leases.pop()
+        if not leases:
+            del self._held[name]
+        return lease
+
+    async def renew(self) -> None:
+        script = self._script(self._renew)
+        for name, leases in list(self._held.items()):
+            args: list[EncodableT] = [self.ttl_ms, *leases]
+            await self._run("renew streams", functools.partial(script, keys=[name], args=args))
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._renew_forever(), name="stream-lease-renewal")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._release_all()
+
+    async def _release_all(self) -> None:
+        # A clean shutdown hands its streams back now instead of after a TTL.
+        for name in list(self._held):
+            while name in self._held:
+                try:
+                    await self.release(name)
+                except StoreError:
+                    self._held.pop(name, None)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self.renew()
+            except StoreError as exc:
+                # Redis is away; leases may lapse, which only frees capacity.
+                log.debug("stream lease renewal failed: %s", exc)
+
+    @staticmethod
+    def _script(script: AsyncScript | None) -> AsyncScript:
+        return StreamLeases._require(script)
+
+    @staticmethod
+    def _require(value: T | None) -> T:
+        if value is None:
+            raise RuntimeError("the store is not open: use `async with store:`")
+        return value
