@@ -25,6 +25,7 @@ from gateway.errors import MethodNotAllowed, NotFound, dialect_for_path, render_
 from gateway.middleware import Authenticate, RequestContext
 from gateway.ollama_api import parse_chat, parse_generate
 from gateway.ollama_routes import GenerationEndpoint, ShowEndpoint, listing, root, version
+from gateway.openai_routes import ChatCompletionsEndpoint, CompletionsEndpoint, models_listing
 from gateway.scheduler import Priority
 from gateway.services import Services
 from gateway.settings import GatewaySettings
@@ -33,15 +34,29 @@ from gateway.tokens import RevocationCheck
 RouteTable = dict[str, dict[str, ASGIApp]]
 
 
+ENGINE_PREFIX, ENGINE_SUFFIX = "/v1/engines/", "/completions"
+
+
 class Routes:
-    """Dispatch by exact path, then method; everything else goes to `fallback`."""
+    """Dispatch by exact path, then method; everything else goes to `fallback`.
+
+    Copilot's `/v1/engines/{engine}/completions` is the one route with a
+    parameter; it is matched by prefix and suffix, and the engine put in
+    `path_params` as Starlette would.
+    """
 
     def __init__(self, table: RouteTable, fallback: ASGIApp) -> None:
         self.table = table
         self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        methods = self.table.get(scope["path"]) if scope["type"] == "http" else None
+        path = scope["path"] if scope["type"] == "http" else ""
+        methods = self.table.get(path)
+        if methods is None and path.startswith(ENGINE_PREFIX) and path.endswith(ENGINE_SUFFIX):
+            engine = path[len(ENGINE_PREFIX) : -len(ENGINE_SUFFIX)]
+            if engine and "/" not in engine:
+                scope["path_params"] = {"engine": engine}
+                methods = self.table.get(ENGINE_PREFIX + "{engine}" + ENGINE_SUFFIX)
         if methods is None:
             await self.fallback(scope, receive, send)
             return
@@ -62,6 +77,17 @@ def ollama_routes(services: Services) -> RouteTable:
         "/api/ps": {"GET": listing(services, "ps")},
         "/api/version": {"GET": version(services)},
         "/": {"GET": root, "HEAD": root},
+    }
+
+
+def openai_routes(services: Services) -> RouteTable:
+    return {
+        "/v1/completions": {"POST": CompletionsEndpoint(services)},
+        "/v1/chat/completions": {"POST": ChatCompletionsEndpoint(services)},
+        "/v1/models": {"GET": models_listing(services)},
+        ENGINE_PREFIX + "{engine}" + ENGINE_SUFFIX: {
+            "POST": CompletionsEndpoint(services, copilot=True)
+        },
     }
 
 
@@ -114,6 +140,6 @@ def create_app(
 ) -> tuple[ASGIApp, Services]:
     """The region's ASGI app and the services behind it."""
     services = Services.build(settings, revocations)
-    table = ollama_routes(services)
+    table = {**ollama_routes(services), **openai_routes(services)}
     inner = Routes(table, operations_app(services))
     return RequestContext(Authenticate(inner, services), services), services

@@ -14,6 +14,9 @@ TOML layout (every table optional):
     [gateway.health]      interval, timeout
     [gateway.auth]        public_key_files, issuer, audience, max_lifetime, leeway
     [[gateway.backends]]  url, slots
+    [gateway.models]      completion, chat, context_tokens
+    [gateway.models.aliases]   "copilot-codex" = "starcoder2:3b"
+    [gateway.models.fim]       "my-coder:7b" = "starcoder"   (or {template = "...", stop = [...]})
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
+from gateway.fim import custom_family, family_by_name
 from gateway.settings import (
     DEFAULT_SLOTS,
     AuthSettings,
     BackendSpec,
+    FimOverride,
     GatewaySettings,
     HealthSettings,
     Limits,
+    ModelSettings,
     ServerSettings,
     Timeouts,
 )
@@ -114,6 +121,8 @@ def from_table(table: Mapping[str, Any]) -> GatewaySettings:
             changes[key] = _group(getattr(settings, key), value, f"gateway.{key}")
         elif key == "backends":
             changes[key] = tuple(_backend(entry) for entry in value)
+        elif key == "models":
+            changes[key] = _models(value)
         elif key in ("region", "simulated", "log_level"):
             changes[key] = value
         else:
@@ -159,6 +168,46 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
     if default is None or isinstance(default, Path):
         return Path(value)
     return value
+
+
+def _models(table: Any) -> ModelSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("gateway.models must be a table")
+    values = dict(table)
+    aliases = values.pop("aliases", {})
+    fim = values.pop("fim", {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        raise ConfigError("gateway.models.aliases maps names to model names")
+    if not isinstance(fim, dict):
+        raise ConfigError("gateway.models.fim must be a table")
+    base = _group(ModelSettings(completion="", chat=""), values, "gateway.models")
+    return dataclasses.replace(
+        base,
+        completion=base.completion or None,
+        chat=base.chat or None,
+        aliases=MappingProxyType(dict(aliases)),
+        fim=MappingProxyType({str(k): _fim(k, v) for k, v in fim.items()}),
+    )
+
+
+def _fim(model: str, value: Any) -> FimOverride:
+    where = f"gateway.models.fim.{model}"
+    if isinstance(value, str):
+        try:
+            family_by_name(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return FimOverride(family=value)
+    if not isinstance(value, dict) or not isinstance(value.get("template"), str):
+        raise ConfigError(f"{where} must be a family name or {{template = ..., stop = [...]}}")
+    stop = value.get("stop", [])
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise ConfigError(f"{where}.stop must be a list of strings")
+    try:
+        custom_family(value["template"], stop)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return FimOverride(template=value["template"], stop=tuple(stop))
 
 
 def _backend(entry: Any) -> BackendSpec:

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.asgi import Receive, Scope, Send, read_body, send_bytes, send_json, until_disconnect
 from gateway.backends import Backend, normalize_model
 from gateway.errors import ModelNotFound, NoCapacity, UpstreamError
+from gateway.fim import detect_family, template_supports_suffix
 from gateway.ollama_api import GenerationRequest, parse_model_field
 from gateway.relay import Job
 from gateway.scheduler import Priority
@@ -46,8 +47,34 @@ class GenerationEndpoint:
         request = self._parse(raw)
         trace.model = request.model
         trace.requested_tokens = request.num_predict
+        if (
+            self._path == "/api/generate"
+            and request.body.get("suffix")
+            and not request.body.get("raw")
+        ):
+            raw = await self._insert_rescue(request) or raw
         job = Job(request.model, self._path, raw, self._priority)
         await until_disconnect(receive, self._relay(job, trace, send))
+
+    async def _insert_rescue(self, request: GenerationRequest) -> bytes | None:
+        """A `suffix` for a model whose template lacks `.Suffix` would get Ollama's
+        "does not support insert" 400. When the model's FIM family is known, send
+        the FIM prompt it was trained on instead, with `raw: true`."""
+        services = self._services
+        template = await services.templates.template(request.model, services.scheduler.backends)
+        if template is None or template_supports_suffix(template):
+            return None
+        family = detect_family(request.model, template, services.fim_overrides)
+        if family is None:
+            return None
+        body = dict(request.body)
+        body["prompt"] = family.build(body.get("prompt") or "", body.pop("suffix"))
+        body["raw"] = True
+        options = dict(body.get("options") or {})
+        stop = options.get("stop")
+        options["stop"] = [*(stop if isinstance(stop, list) else []), *family.stop]
+        body["options"] = options
+        return json.dumps(body).encode()
 
     async def _relay(self, job: Job, trace: Trace, send: Send) -> None:
         relay = self._services.relay

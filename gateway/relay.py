@@ -85,7 +85,13 @@ class Relay:
         raise last_error
 
     def finish(self, response: UpstreamResponse, error: BaseException | None = None) -> None:
-        """Close the response and free its slot; eject the backend if it broke."""
+        """Close the response and free its slot; eject the backend if it broke.
+
+        Idempotent: cleanup paths may overlap (a task and its parent both in
+        `finally`), and a slot must be given back exactly once.
+        """
+        if response.closed:
+            return
         response.close()
         if isinstance(error, UpstreamDisconnected):
             self._prober.eject(response.backend, error.message)

@@ -13,10 +13,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from gateway.backends import Backend
+from gateway.backends import Backend, served_models
+from gateway.fim import FimFamily
 from gateway.health import HealthProber
 from gateway.keystore import load_public_keys
 from gateway.metrics import Metrics
+from gateway.models import TemplateCache, fim_overrides
 from gateway.relay import Relay
 from gateway.scheduler import Scheduler
 from gateway.settings import GatewaySettings
@@ -37,6 +39,8 @@ class Services:
     prober: HealthProber
     relay: Relay
     verifier: TokenVerifier
+    templates: TemplateCache
+    fim_overrides: dict[str, FimFamily]
     draining: bool = False
 
     @classmethod
@@ -62,7 +66,22 @@ class Services:
             revocations=revocations,
         )
         relay = Relay(scheduler, upstream, prober, settings.limits)
-        return cls(settings, metrics, scheduler, upstream, prober, relay, verifier)
+        templates = TemplateCache(upstream)
+        return cls(
+            settings,
+            metrics,
+            scheduler,
+            upstream,
+            prober,
+            relay,
+            verifier,
+            templates,
+            fim_overrides(settings.models),
+        )
+
+    def served_models(self) -> list[str]:
+        """Models some healthy backend serves right now."""
+        return served_models(self.scheduler.backends)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Services]:

@@ -7,8 +7,10 @@ TOML happens in `gateway.config`; nothing else reads the environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 MiB = 1024 * 1024
 
@@ -87,6 +89,29 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FimOverride:
+    """A model's fill-in-the-middle format: a known family, or a template of its own."""
+
+    family: str | None = None
+    template: str | None = None  # with {prefix} and {suffix}
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """The region's model table: names clients send, and defaults per task."""
+
+    # Client-facing name -> served model, e.g. Copilot engine names.
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Default models for clients that cannot choose (None: picked from what is served).
+    completion: str | None = None
+    chat: str | None = None
+    # The context window FIM prompts are trimmed to, in tokens.
+    context_tokens: int = 4096
+    fim: Mapping[str, FimOverride] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything a region process needs, built once at start-up."""
 
@@ -98,4 +123,5 @@ class GatewaySettings:
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     health: HealthSettings = field(default_factory=HealthSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
     log_level: str = "info"

@@ -38,12 +38,13 @@ class UpstreamDisconnected(UpstreamError):
 class UpstreamResponse:
     """A backend's response, streamed. Close it in `finally`, always."""
 
-    __slots__ = ("_response", "backend", "complete")
+    __slots__ = ("_response", "backend", "closed", "complete")
 
     def __init__(self, backend: Backend, response: aiohttp.ClientResponse) -> None:
         self.backend = backend
         self._response = response
         self.complete = False
+        self.closed = False
 
     @property
     def status(self) -> int:
@@ -77,6 +78,7 @@ class UpstreamResponse:
         Dropping is what stops the generation: Ollama notices the closed
         socket between two tokens and aborts.
         """
+        self.closed = True
         if self.complete:
             self._response.release()
         else:

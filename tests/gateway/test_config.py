@@ -66,3 +66,25 @@ def test_bad_config_names_the_value(tmp_path: Path, text: str, message: str) -> 
 def test_bad_backend_urls(bad: str) -> None:
     with pytest.raises(config.ConfigError):
         config.parse_backend(bad)
+
+
+def test_model_table_from_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "g.toml"
+    toml.write_text(
+        '[gateway.models]\ncompletion = "starcoder2:3b"\ncontext_tokens = 8192\n'
+        '[gateway.models.aliases]\n"copilot-codex" = "starcoder2:3b"\n'
+        '[gateway.models.fim]\n"my-coder:7b" = "starcoder"\n'
+        '"odd:1b" = {template = "<A>{prefix}<B>{suffix}<C>", stop = ["<END>"]}\n'
+    )
+    models = config.load(parse("--config", str(toml)), environ={}).models
+    assert models.completion == "starcoder2:3b" and models.chat is None
+    assert models.context_tokens == 8192 and models.aliases["copilot-codex"] == "starcoder2:3b"
+    assert models.fim["my-coder:7b"].family == "starcoder"
+    assert models.fim["odd:1b"].stop == ("<END>",)
+
+
+def test_unknown_fim_family_is_a_config_error(tmp_path: Path) -> None:
+    toml = tmp_path / "g.toml"
+    toml.write_text('[gateway.models.fim]\n"x:1b" = "no-such-family"\n')
+    with pytest.raises(config.ConfigError, match="x:1b"):
+        config.load(parse("--config", str(toml)), environ={})

@@ -1,0 +1,265 @@
+"""The OpenAI and Copilot dialects: `/v1/completions`, `/v1/engines/{engine}/completions`,
+`/v1/chat/completions` and `/v1/models`.
+
+Each request becomes one Ollama generation per choice (`n`), always streamed
+upstream. Every choice runs in its own task that reads its backend's NDJSON,
+filters the text (stop sequences, FIM tokens, Copilot's indentation rule) and
+sends SSE events as tokens arrive. A choice that is done early (a stop
+sequence, the indentation rule) closes its upstream at once, so Ollama stops
+generating text nobody will see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.asgi import Receive, Scope, Send, read_body, send_json, until_disconnect
+from gateway.completion_text import OutputRules, copilot_rules
+from gateway.errors import GatewayError
+from gateway.fim import plan_fim
+from gateway.models import resolve_model
+from gateway.ndjson import LineSplitter
+from gateway.openai_api import (
+    ChatRequest,
+    CompletionRequest,
+    chat_body,
+    ollama_options,
+    parse_chat_completion,
+    parse_completion,
+)
+from gateway.openai_stream import Choice, Encoder
+from gateway.relay import Job
+from gateway.scheduler import Priority
+from gateway.services import Services
+from gateway.trace import Stage, Trace, trace_of
+from gateway.upstream import UpstreamResponse
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """What to run upstream for one request, and how to present it."""
+
+    jobs: list[Job]
+    rules: OutputRules
+    encoder: Encoder
+    stream: bool
+
+
+class TranslatedEndpoint:
+    """Shared flow: parse, plan, open every choice's upstream, then relay."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
+        raise NotImplementedError
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trace = trace_of(scope)
+        raw = await read_body(scope, receive, self.services.settings.limits.max_body_bytes)
+        translation = await self.prepare(scope, raw, trace)
+        await until_disconnect(receive, self._run(translation, trace, send))
+
+    async def _run(self, t: Translation, trace: Trace, send: Send) -> None:
+        responses = await self._open_all(t.jobs, trace)
+        choices = [Choice(i, filter=t.rules.filter()) for i in range(len(responses))]
+        try:
+            if t.stream:
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+                if t.encoder.chat:
+                    for choice in choices:
+                        await send(_body(t.encoder.chunk(choice.index, "", None, role=True)))
+            async with asyncio.TaskGroup() as group:
+                for choice, response in zip(choices, responses, strict=True):
+                    group.create_task(self._pump(choice, response, t, trace, send))
+                responses = []  # each pump owns and closes its response now
+        finally:
+            for response in responses:
+                self.services.relay.finish(response)
+        trace.stage = Stage.DONE
+        trace.prompt_tokens = max(c.prompt_tokens for c in choices)
+        trace.generated_tokens = sum(c.completion_tokens for c in choices)
+        if t.stream:
+            await send(_body(t.encoder.tail(choices), more=False))
+        else:
+            await send_json(send, 200, t.encoder.body(choices))
+
+    async def _open_all(self, jobs: list[Job], trace: Trace) -> list[UpstreamResponse]:
+        """Every choice's upstream response, or none (and an error with its status)."""
+        relay = self.services.relay
+        opened: list[UpstreamResponse] = []
+        try:
+            for job in jobs:
+                response = await relay.open(job, trace)
+                opened.append(response)
+                if response.status != 200:
+                    await _raise_upstream(response)
+        except BaseException:
+            for response in opened:
+                relay.finish(response)
+            raise
+        return opened
+
+    async def _pump(
+        self, choice: Choice, response: UpstreamResponse, t: Translation, trace: Trace, send: Send
+    ) -> None:
+        """Relay one choice: NDJSON lines in, filtered text out, until it finishes."""
+        splitter = LineSplitter()
+        error: BaseException | None = None
+        try:
+            async for chunk in response.chunks():
+                trace.stage = Stage.STREAMING
+                for line in splitter.feed(chunk):
+                    await self._emit(choice, line, t, send)
+                    if choice.finished:
+                        return  # finally drops the connection: generation stops
+            for line in splitter.flush():
+                await self._emit(choice, line, t, send)
+        except GatewayError as exc:
+            # The backend broke mid-stream: this choice ends with an error
+            # event; other choices and the response itself end cleanly.
+            error = exc
+            choice.error, choice.finish_reason = exc.message, "error"
+            if t.stream:
+                await send(_body(t.encoder.error_event(exc.message)))
+        finally:
+            self.services.relay.finish(response, error)
+
+    async def _emit(self, choice: Choice, line: dict[str, Any], t: Translation, send: Send) -> None:
+        text = choice.on_line(line, t.encoder.chat)
+        if not t.stream:
+            return
+        if text:
+            await send(_body(t.encoder.chunk(choice.index, text, None)))
+        if choice.error:
+            await send(_body(t.encoder.error_event(choice.error)))
+        elif choice.finished:
+            await send(_body(t.encoder.chunk(choice.index, None, choice.finish_reason)))
+
+
+class CompletionsEndpoint(TranslatedEndpoint):
+    """POST /v1/completions, and Copilot's /v1/engines/{engine}/completions."""
+
+    def __init__(self, services: Services, *, copilot: bool = False) -> None:
+        super().__init__(services)
+        self.copilot = copilot
+
+    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
+        engine = scope.get("path_params", {}).get("engine") if self.copilot else None
+        request = parse_completion(raw, model=engine)
+        services = self.services
+        table = services.settings.models
+        model = resolve_model(
+            request.model, "completion", table, services.served_models(), strict=not self.copilot
+        )
+        trace.model, trace.requested_tokens = model, request.max_tokens
+        template = None
+        if request.suffix:
+            template = await services.templates.template(model, services.scheduler.backends)
+        plan = plan_fim(
+            model,
+            request.prompt,
+            request.suffix,
+            template,
+            table.context_tokens,
+            request.max_tokens,
+            overrides=services.fim_overrides,
+        )
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": plan.prompt,
+            "stream": True,
+            "options": ollama_options(
+                request.options, request.max_tokens, (*request.stop, *plan.stop)
+            ),
+        }
+        if plan.suffix is not None:
+            body["suffix"] = plan.suffix
+        if plan.raw:
+            body["raw"] = True
+        jobs = [
+            _job(model, "/api/generate", body, Priority.COMPLETION, i, request.n)
+            for i in range(request.n)
+        ]
+        return Translation(
+            jobs, self._rules(request, plan.stop), self._encoder(request, model), request.stream
+        )
+
+    def _rules(self, request: CompletionRequest, fim_stop: tuple[str, ...]) -> OutputRules:
+        if self.copilot:
+            return copilot_rules(
+                request.prompt, request.suffix, request.stop, request.extra, fim_stop
+            )
+        return OutputRules(stop=(*request.stop, *fim_stop))
+
+    def _encoder(self, request: CompletionRequest, model: str) -> Encoder:
+        return Encoder(model=model, chat=False, include_usage=request.include_usage)
+
+
+class ChatCompletionsEndpoint(TranslatedEndpoint):
+    """POST /v1/chat/completions."""
+
+    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
+        request: ChatRequest = parse_chat_completion(raw)
+        services = self.services
+        model = resolve_model(
+            request.model, "chat", services.settings.models, services.served_models()
+        )
+        trace.model, trace.requested_tokens = model, request.max_tokens
+        body = chat_body(request)
+        body["model"] = model
+        job = Job(model, "/api/chat", json.dumps(body).encode(), Priority.CHAT)
+        encoder = Encoder(model=model, chat=True, include_usage=request.include_usage)
+        return Translation([job], OutputRules(stop=request.stop), encoder, request.stream)
+
+
+def models_listing(services: Services) -> Any:
+    """GET /v1/models: what this region serves, as OpenAI lists models."""
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        now = int(time.time())
+        data = [
+            {"id": m, "object": "model", "created": now, "owned_by": "ghostgate"}
+            for m in services.served_models()
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    return endpoint
+
+
+def _job(
+    model: str, path: str, body: dict[str, Any], priority: Priority, index: int, n: int
+) -> Job:
+    if n > 1:
+        # Distinct seeds so n choices differ (when sampling is not greedy).
+        options = dict(body["options"])
+        options["seed"] = int(options.get("seed", 0)) + index
+        body = {**body, "options": options}
+    return Job(model, path, json.dumps(body).encode(), priority)
+
+
+async def _raise_upstream(response: UpstreamResponse) -> None:
+    """A backend's refusal as an error in our tree, so it renders in the OpenAI shape."""
+    body = await response.read()
+    try:
+        message = str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        message = body[:200].decode("utf-8", "replace")
+    error = GatewayError(message)
+    error.status = response.status if response.status < 500 else 502
+    error.kind = "invalid_request_error" if response.status < 500 else "server_error"
+    error.code = "upstream_error"
+    raise error
+
+
+def _body(data: bytes, more: bool = True) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
