@@ -114,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
     """("ollama", URLs) when an Ollama is named or answers, else ("sim", [])."""
-    from workers.ollama import probe_ollama
+    from workers.ollama import probe_backend
 
     if args.ollama:
         return "ollama", [u.rstrip("/") for u in args.ollama]
@@ -122,8 +122,10 @@ def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
         return "sim", []
     host = os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA
     url = host if host.startswith("http") else f"http://{host}"
-    if probe_ollama(url, 1.0):
-        return "ollama", [url.rstrip("/")]
+    probe = probe_backend(url, 1.0)
+    if probe is not None:
+        # A simulated worker someone left on :11434 is still simulated: say so.
+        return ("sim" if probe.simulated else "ollama"), [url.rstrip("/")]
     if args.backend == "ollama":
         raise SystemExit(f"ghostgate: no Ollama answers at {url} (set OLLAMA_HOST or --ollama)")
     print(
@@ -147,7 +149,7 @@ def start_regions(
     for index, (name, default_port) in enumerate(names):
         port = args.port + index if args.multi_region else default_port
         backends = ollama
-        if kind == "sim":
+        if not ollama:  # no server named or found: start simulated workers
             sims = [
                 stack.enter_context(
                     start_sim(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -222,3 +224,27 @@ async def test_tls_with_alpn_h2(tmp_path: Path) -> None:
             stream = await conn.request("GET", "/api/tags", h2_headers(r))
             assert stream.status == 200
             assert json.loads(await stream.read_all())["models"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.parametrize("flag", ["--http2", "--http2-prior-knowledge"])
+def test_h2c_by_upgrade_and_prior_knowledge(reg: Region, flag: str) -> None:
+    result = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            flag,
+            "-H",
+            f"Authorization: Bearer {reg.token()}",
+            reg.url + "/api/tags",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    assert result.stdout == "2 200"
