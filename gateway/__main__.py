@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.backends:
         print("ghostgate: no backend given (--backend URL)", file=sys.stderr)
         return 2
-    if not settings.auth.public_key_files:
-        print("ghostgate: no token verification key (--state-dir or --public-key)", file=sys.stderr)
+    if not settings.auth.public_key_files and not settings.auth.jwks_url:
+        print(
+            "ghostgate: no token verification key (--state-dir, --public-key or --jwks)",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_level)
     app, services = create_app(settings)

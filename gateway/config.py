@@ -12,7 +12,7 @@ TOML layout (every table optional):
     [gateway.limits]      max_body_bytes, queue_size, queue_wait_completion, ...
     [gateway.timeouts]    connect, read
     [gateway.health]      interval, timeout
-    [gateway.auth]        public_key_files, issuer, audience, max_lifetime, leeway
+    [gateway.auth]        public_key_files, jwks_url, jwks_refresh, issuer, audience, ...
     [[gateway.backends]]  url, slots
     [gateway.models]      completion, chat, context_tokens
     [gateway.models.aliases]   "copilot-codex" = "starcoder2:3b"
@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PEM",
         help="a token verification key (repeatable)",
+    )
+    parser.add_argument(
+        "--jwks", metavar="URL", help="also trust the keys of this JWKS (the router's), refreshed"
     )
     parser.add_argument("--certfile", type=Path, help="TLS certificate (enables HTTPS, h2 by ALPN)")
     parser.add_argument("--keyfile", type=Path, help="TLS private key")
@@ -251,6 +254,8 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
     if args.state_dir is not None:
         keys.extend(sorted((args.state_dir / "keys").glob("*.pub.pem")))
     auth = dataclasses.replace(settings.auth, public_key_files=tuple(keys))
+    if args.jwks:
+        auth = dataclasses.replace(auth, jwks_url=args.jwks)
     backends: Sequence[BackendSpec] = settings.backends
     if args.backend:
         backends = tuple(parse_backend(b, args.slots) for b in args.backend)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from gateway.backends import Backend, served_models
 from gateway.fim import FimFamily
 from gateway.health import HealthProber
+from gateway.jwks import JwksRefresher, JwksVerifier
 from gateway.keystore import load_public_keys
 from gateway.metrics import Metrics
 from gateway.models import TemplateCache, fim_overrides
@@ -42,6 +43,7 @@ class Services:
     templates: TemplateCache
     fim_overrides: dict[str, FimFamily]
     draining: bool = False
+    jwks: JwksRefresher | None = None
 
     @classmethod
     def build(
@@ -56,7 +58,7 @@ class Services:
         upstream = Upstream(settings.timeouts, metrics.connections_opened.inc)
         prober = HealthProber(scheduler, upstream, settings.health)
         auth = settings.auth
-        verifier = TokenVerifier(
+        verifier = (JwksVerifier if auth.jwks_url else TokenVerifier)(
             load_public_keys(auth.public_key_files),
             issuer=auth.issuer,
             audience=auth.audience,
@@ -67,7 +69,7 @@ class Services:
         )
         relay = Relay(scheduler, upstream, prober, settings.limits)
         templates = TemplateCache(upstream)
-        return cls(
+        services = cls(
             settings,
             metrics,
             scheduler,
@@ -78,6 +80,12 @@ class Services:
             templates,
             fim_overrides(settings.models),
         )
+        if auth.jwks_url:
+            keys = load_public_keys(auth.public_key_files)
+            services.jwks = JwksRefresher(
+                auth.jwks_url, verifier, static_keys=keys, interval=auth.jwks_refresh
+            )
+        return services
 
     def served_models(self) -> list[str]:
         """Models some healthy backend serves right now."""
@@ -85,8 +93,8 @@ class Services:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Services]:
-        """Open the upstream pool and start probing; undo both on exit."""
-        async with self.upstream:
+        """Open the upstream pool (and the JWKS refresher) and start probing; undo all on exit."""
+        async with self.upstream, self.jwks or contextlib.nullcontext():
             await self.prober.probe_all()
             healthy = sum(b.healthy for b in self.scheduler.backends)
             log.info(

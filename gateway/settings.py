@@ -64,6 +64,10 @@ class AuthSettings:
     """Token verification. Regions hold public keys only."""
 
     public_key_files: tuple[Path, ...] = ()
+    # The router's JWKS (gateway/jwks.py): fetched at start, every
+    # `jwks_refresh` seconds, and when a token names an unknown key.
+    jwks_url: str = ""
+    jwks_refresh: float = 60.0
     issuer: str = "ghostgate"
     audience: str = "ghostgate"
     max_lifetime: float = 30 * 60.0

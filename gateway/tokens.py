@@ -99,8 +99,13 @@ def mint(
     scope: str = "completions",
     lifetime: float = DEFAULT_LIFETIME,
     now: float | None = None,
+    token_id: str | None = None,
 ) -> tuple[str, Claims]:
-    """Sign a token for `subject`; returns the compact JWT and its claims."""
+    """Sign a token for `subject`; returns the compact JWT and its claims.
+
+    `token_id` becomes the `jti`; tokens minted from an API key pass
+    `"<key_id>.<nonce>"` so that revoking the key revokes them.
+    """
     issued = int(time.time() if now is None else now)
     claims: Claims = {
         "iss": issuer,
@@ -109,7 +114,7 @@ def mint(
         "iat": issued,
         "nbf": issued,
         "exp": issued + int(lifetime),
-        "jti": secrets.token_urlsafe(12),
+        "jti": token_id or secrets.token_urlsafe(12),
         "scope": scope,
     }
     kid = key_id(private_key.public_key())
