@@ -1,13 +1,17 @@
 """`ghostgate` and `python run.py`: the command line of the whole project.
 
     ghostgate up [--multi-region] [--backend auto|ollama|sim] [--ollama URL]...
+                 [--router-port PORT] [--redis URL] [--wan-latency]
     ghostgate token USER [--lifetime SECONDS]
+    ghostgate keys create USER | list | revoke KEY_ID
+    ghostgate route --location LOC
 
 `python run.py ARGS` is `ghostgate up ARGS` when ARGS do not name a command.
-`up` starts backends (simulated unless an Ollama answers), one region process per
-region, waits until each answers `/readyz`, writes `<state-dir>/run.json`, prints
-a banner, and on Ctrl-C or SIGTERM stops everything it started, regions first
-so they drain, and exits 0.
+`up` starts backends (simulated unless an Ollama answers), the router (with
+`--multi-region` or `--router-port`), one region process per region, waits until
+each answers `/readyz`, writes `<state-dir>/run.json` (with a ready API key when
+there is a router), prints a banner, and on Ctrl-C or SIGTERM stops everything
+it started, regions first so they drain, then the router, and exits 0.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from router.cluster import RegionPlan
 
-COMMANDS = ("up", "token")
+COMMANDS = ("up", "token", "keys", "route")
 DEFAULT_OLLAMA = "http://127.0.0.1:11434"
+DEFAULT_ROUTER_PORT = 8080
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=float, default=600.0, help="seconds (default 600)")
     token.add_argument("--scope", default="completions")
     token.add_argument("--state-dir", type=Path, default=Path(".ghostgate"))
+    from router.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -72,6 +80,17 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         "--sim-workers", type=int, default=1, help="simulated Ollama workers per region (default 1)"
     )
     parser.add_argument(
+        "--router-port",
+        type=int,
+        help=f"run the router here (default {DEFAULT_ROUTER_PORT} with --multi-region)",
+    )
+    parser.add_argument("--redis", metavar="URL", help="shared state in Redis, for the router")
+    parser.add_argument(
+        "--wan-latency",
+        action="store_true",
+        help="the router delays each forward by the estimated client-region RTT",
+    )
+    parser.add_argument(
         "--sim-arg",
         action="append",
         default=[],
@@ -93,7 +112,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from gateway.keystore import SigningKeys
     from gateway.tokens import mint
-    from router.cluster import banner, run_info, write_run_json
+    from router.cluster import banner, previous_api_key, run_info, write_run_json
 
     state_dir: Path = args.state_dir
     logs = state_dir / "logs"
@@ -101,15 +120,60 @@ def cmd_up(args: argparse.Namespace) -> int:
     keys = SigningKeys.load_or_create(state_dir)
     stop = install_signal_handlers()
     kind, ollama = choose_backends(args)
+    user = os.environ.get("USER") or "developer"
     with ExitStack() as stack:
-        plans = start_regions(args, kind, ollama, stack, logs)
-        info = run_info(plans, kind)
+        plans = plan_regions(args, kind, ollama, stack, logs)
+        router = start_router(args, plans, stack, logs)
+        start_regions(args, plans, kind, stack, logs, router)
+        api_key = None
+        if router is not None:
+            api_key = ensure_api_key(args, user, previous_api_key(state_dir))
+        info = run_info(plans, kind, router=router, api_key=api_key)
         write_run_json(state_dir, info)
-        token, _ = mint(keys.active, os.environ.get("USER") or "developer")
+        token, _ = mint(keys.active, user)
         print(banner(info, token, state_dir, logs), flush=True)
         supervise(stack, stop)
     print("ghostgate: stopped", flush=True)
     return 0
+
+
+def router_port(args: argparse.Namespace) -> int | None:
+    """The router's port: `--router-port`, else the default with `--multi-region`."""
+    if args.router_port is not None:
+        return int(args.router_port)
+    return DEFAULT_ROUTER_PORT if args.multi_region else None
+
+
+def start_router(
+    args: argparse.Namespace, plans: list[RegionPlan], stack: ExitStack, logs: Path
+) -> str | None:
+    """Start the router in front of `plans` (before the regions: they fetch its JWKS)."""
+    from router.cluster import router_command, wait_ready
+    from workers.process import Child
+
+    port = router_port(args)
+    if port is None:
+        return None
+    argv = router_command(
+        sys.executable, args.host, port, args.state_dir, plans, args.redis, args.wan_latency
+    )
+    child = stack.enter_context(Child.start("router", argv, log_path=logs / "router.log"))
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host}:{port}"
+    try:
+        wait_ready(url, time.monotonic() + 20, path="/healthz")
+    except TimeoutError as exc:
+        raise child.failure(str(exc)) from None
+    return url
+
+
+def ensure_api_key(args: argparse.Namespace, user: str, previous: str | None) -> str:
+    """The API key of the last `up` if still active, else a new one for `user`."""
+    import asyncio
+
+    from router.cli import ensure_key
+
+    return asyncio.run(ensure_key(args.state_dir, args.redis, user, previous))
 
 
 def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
@@ -136,13 +200,12 @@ def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
     return "sim", []
 
 
-def start_regions(
+def plan_regions(
     args: argparse.Namespace, kind: str, ollama: list[str], stack: ExitStack, logs: Path
 ) -> list[RegionPlan]:
-    """Start every region (and its simulated workers) and wait until all are ready."""
-    from router.cluster import LOCAL_REGIONS, RegionPlan, wait_ready
+    """Every region's plan, its simulated workers started."""
+    from router.cluster import LOCAL_REGIONS, RegionPlan
     from workers.launch import start_sim
-    from workers.process import Child
 
     names = LOCAL_REGIONS if args.multi_region else ((args.region, args.port),)
     plans: list[RegionPlan] = []
@@ -161,13 +224,30 @@ def start_regions(
             ]
             backends = [sim.url for sim in sims]
         plans.append(RegionPlan(name, args.host, port, tuple(backends), args.slots))
+    return plans
+
+
+def start_regions(
+    args: argparse.Namespace,
+    plans: list[RegionPlan],
+    kind: str,
+    stack: ExitStack,
+    logs: Path,
+    router: str | None,
+) -> None:
+    """Start every region process; wait until all are ready, and the router with them."""
+    from router.cluster import wait_ready
+    from workers.process import Child
+
+    jwks = f"{router}/.well-known/jwks.json" if router else None
     for plan in plans:
-        argv = plan.command(sys.executable, args.state_dir, kind == "sim")
+        argv = plan.command(sys.executable, args.state_dir, kind == "sim", jwks=jwks)
         stack.enter_context(Child.start(plan.name, argv, log_path=logs / f"{plan.name}.log"))
     deadline = time.monotonic() + 30
     for plan in plans:
         wait_ready(plan.url, deadline)
-    return plans
+    if router is not None:
+        wait_ready(router, deadline)  # ready once its probes have seen a region up
 
 
 def install_signal_handlers() -> Callable[[], bool]:
@@ -195,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "token":
         return cmd_token(args)
+    if args.command in ("keys", "route"):
+        from router.cli import cmd_keys, cmd_route
+
+        return cmd_keys(args) if args.command == "keys" else cmd_route(args)
     return cmd_up(args)
 
 

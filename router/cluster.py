@@ -42,8 +42,14 @@ class RegionPlan:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
-    def command(self, python: str, state_dir: Path, simulated: bool) -> list[str]:
-        """The argv of this region's `python -m gateway` process."""
+    def command(
+        self, python: str, state_dir: Path, simulated: bool, jwks: str | None = None
+    ) -> list[str]:
+        """The argv of this region's `python -m gateway` process.
+
+        With `jwks` (the router's) it also trusts the keys published there;
+        the state dir's key files are read at start either way.
+        """
         argv = [
             python,
             "-m",
@@ -63,7 +69,30 @@ class RegionPlan:
             argv += ["--backend", backend]
         if simulated:
             argv.append("--simulated")
+        if jwks:
+            argv += ["--jwks", jwks]
         return argv
+
+
+def router_command(
+    python: str,
+    host: str,
+    port: int,
+    state_dir: Path,
+    regions: list[RegionPlan],
+    redis: str | None = None,
+    wan_latency: bool = False,
+) -> list[str]:
+    """The argv of the router's `python -m router` process, in front of `regions`."""
+    argv = [python, "-m", "router", "--host", host, "--port", str(port)]
+    argv += ["--state-dir", str(state_dir)]
+    for plan in regions:
+        argv += ["--region", f"{plan.name}={plan.url}"]
+    if redis:
+        argv += ["--redis", redis]
+    if wan_latency:
+        argv.append("--wan-latency")
+    return argv
 
 
 class RunInfo(TypedDict):
@@ -89,6 +118,15 @@ def run_info(
         "backend": backend_kind,
         "backends": {r.name: list(r.backends) for r in regions},
     }
+
+
+def previous_api_key(state_dir: Path) -> str | None:
+    """The API key the last `ghostgate up` recorded in run.json, if any."""
+    try:
+        key = json.loads((state_dir / "run.json").read_text()).get("api_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) and key else None
 
 
 def write_run_json(state_dir: Path, info: RunInfo) -> Path:
@@ -118,8 +156,6 @@ def wait_ready(
 
 def banner(info: RunInfo, token: str, state_dir: Path, logs: Path) -> str:
     """What `ghostgate up` prints once everything answers."""
-    first_region, first_url = next(iter(info["regions"].items()))
-    entry = info["router"] or first_url
     simulated = info["backend"] == "sim"
     lines = [
         "",
@@ -128,35 +164,76 @@ def banner(info: RunInfo, token: str, state_dir: Path, logs: Path) -> str:
         "",
     ]
     if info["router"]:
-        lines.append(f"  router     {info['router']}")
+        lines.append(f"  router     {info['router']}   (status page: open it in a browser)")
     for name, url in info["regions"].items():
         backends = ", ".join(info["backends"][name])
         lines.append(f"  {name:<10} {url}   -> {backends}")
+    lines += ["", f"  token      {token}"]
+    lines.append(
+        f"             (10 minutes; a new one: ghostgate token $USER --state-dir {state_dir})"
+    )
+    if info["router"] and info["api_key"]:
+        lines.append(f"  API key    {info['api_key']}")
+        lines += _router_setup(info["router"], info["api_key"])
+    else:
+        lines += _direct_setup(next(iter(info["regions"].values())))
     lines += [
         "",
-        f"  token      {token}",
-        f"             (10 minutes; a new one: ghostgate token $USER --state-dir {state_dir})",
+        f"State: {state_dir}/run.json.  Logs: {logs}/",
+        "Ctrl-C drains and stops everything.",
+        "",
     ]
-    if info["api_key"]:
-        lines.append(f"  API key    {info['api_key']}")
-    lines += [
+    return "\n".join(lines)
+
+
+_BODY = '\'{"model": "starcoder2:3b", "prompt": "def fib(n):"}\''
+
+
+def _router_setup(router: str, key: str) -> list[str]:
+    """How to use the cluster through the router, with the ready API key."""
+    return [
+        "             (ghostgate keys create|list|revoke; this one is also in run.json)",
+        "",
+        "Try it through the router (forward mode: the API key is all you need):",
+        f"  curl {router}/api/generate -H 'Authorization: Bearer {key}' \\",
+        f"       -d {_BODY}",
+        "",
+        "Or take a token for the nearest region and go there directly over HTTP/2:",
+        f"  curl -X POST {router}/v1/token -H 'Authorization: Bearer {key}'",
+        "  # -> token, expires_at, refresh_in, region, endpoints.proxy (the region's URL)",
+        '  curl --http2-prior-knowledge $PROXY/api/generate -H "Authorization: Bearer $TOKEN" \\',
+        f"       -d {_BODY}",
+        "",
+        "Continue (~/.continue/config.yaml), autocomplete model:",
+        "  provider: ollama",
+        "  model: starcoder2:3b",
+        f"  apiBase: {router}",
+        f"  requestOptions: {{headers: {{Authorization: Bearer {key}}}}}",
+        "",
+        "GitHub Copilot extension (settings.json; details and caveats: README, Router):",
+        '  "github.copilot.advanced": {',
+        f'    "debug.overrideProxyUrl": "{router}",',
+        f'    "debug.overrideCapiUrl": "{router}/v1"',
+        "  }",
+        f"  its token comes from {router}/copilot_internal/v2/token (Authorization: token <key>)",
+    ]
+
+
+def _direct_setup(region: str) -> list[str]:
+    """How to use a region directly with the minted token (no router running)."""
+    return [
         "",
         "Try it:",
-        f"  curl --http2-prior-knowledge {entry}/api/generate \\",
+        f"  curl --http2-prior-knowledge {region}/api/generate \\",
         '       -H "Authorization: Bearer $TOKEN" \\',
-        '       -d \'{"model": "starcoder2:3b", "prompt": "def fib(n):"}\'',
+        f"       -d {_BODY}",
         "",
-        "  python -c 'import ollama; c = ollama.Client(host=\"" + entry + '", '
+        "  python -c 'import ollama; c = ollama.Client(host=\"" + region + '", '
         'headers={"Authorization": "Bearer TOKEN"}); print(c.list())\'',
         "",
         "Continue (~/.continue/config.yaml), autocomplete model:",
         "  provider: ollama",
         "  model: starcoder2:3b",
-        f"  apiBase: {entry}",
+        f"  apiBase: {region}",
         "  requestOptions: {headers: {Authorization: Bearer TOKEN}}",
-        "",
-        f"Region: {first_region}.  State: {state_dir}/run.json.  Logs: {logs}/",
-        "Ctrl-C drains and stops everything.",
-        "",
     ]
-    return "\n".join(lines)
