@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from gateway.errors import PayloadTooLarge
+from gateway.supersede import Superseded
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -78,32 +79,40 @@ async def send_json(
     await send_bytes(send, status, json.dumps(payload).encode(), b"application/json", headers)
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Run `work` to completion, or cancel it the moment the client disconnects.
+async def until_disconnect(
+    receive: Receive, work: Awaitable[T], cancelled: asyncio.Event | None = None
+) -> T:
+    """Run `work` to completion, or cancel it the moment the client disconnects
+    (`ClientGone`) or `cancelled` is set (`Superseded`: a newer request replaced it).
 
     Call only after the request body has been read: from then on the only
     message `receive` can yield is `http.disconnect`.
     """
     task: asyncio.Future[T] = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    waiters: tuple[asyncio.Future[Any], ...] = (task, watcher)
+    if cancelled is not None:
+        waiters += (asyncio.ensure_future(cancelled.wait()),)
     try:
         # Step 1: whichever finishes first decides. The normal case is the
-        # work finishing; a disconnect means the work must stop now.
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        # work finishing; a disconnect or a supersede means it must stop now.
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             return task.result()
-        # Step 2: the client left. Cancel the work and wait for its cleanup
-        # (closing the upstream response is what tells the backend).
+        # Step 2: cancel the work and wait for its cleanup (closing the
+        # upstream response is what tells the backend to stop).
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        raise ClientGone
+        if watcher.done():
+            raise ClientGone
+        raise Superseded
     finally:
         # Step 3: on every exit, including our own cancellation (shutdown),
         # leave no task behind.
-        for pending in (task, watcher):
+        for pending in waiters:
             if not pending.done():
                 pending.cancel()
-        await asyncio.gather(task, watcher, return_exceptions=True)
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -14,6 +14,7 @@ TOML layout (every table optional):
     [gateway.health]      interval, timeout
     [gateway.auth]        public_key_files, jwks_url, jwks_refresh, issuer, audience, ...
     [[gateway.backends]]  url, slots
+    [gateway.waste]       supersede, implicit_groups, cache, cache_ttl, typing_through
     [gateway.models]      completion, chat, context_tokens
     [gateway.models.aliases]   "copilot-codex" = "starcoder2:3b"
     [gateway.models.fim]       "my-coder:7b" = "starcoder"   (or {template = "...", stop = [...]})
@@ -42,6 +43,7 @@ from gateway.settings import (
     ModelSettings,
     ServerSettings,
     Timeouts,
+    WasteSettings,
 )
 
 G = TypeVar("G")
@@ -51,6 +53,7 @@ _GROUPS: dict[str, type[Any]] = {
     "timeouts": Timeouts,
     "health": HealthSettings,
     "auth": AuthSettings,
+    "waste": WasteSettings,
 }
 
 
@@ -93,6 +96,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="label this region's backends as simulated",
     )
     parser.add_argument("--log-level", help="debug, info, warning, error")
+    parser.add_argument(
+        "--no-supersede",
+        action="store_true",
+        help="never cancel a request because a newer one of its group came",
+    )
+    parser.add_argument(
+        "--no-implicit-groups",
+        action="store_true",
+        help="group only requests that send X-Ghostgate-Group",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="no completion cache")
+    parser.add_argument(
+        "--no-typing-through",
+        action="store_true",
+        help="never answer from the previous completion of the group",
+    )
 
 
 def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -261,8 +280,17 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
         backends = tuple(parse_backend(b, args.slots) for b in args.backend)
     elif args.slots:
         backends = tuple(dataclasses.replace(b, slots=args.slots) for b in backends)
+    waste = settings.waste
+    waste = dataclasses.replace(
+        waste,
+        supersede=waste.supersede and not getattr(args, "no_supersede", False),
+        implicit_groups=waste.implicit_groups and not getattr(args, "no_implicit_groups", False),
+        cache=waste.cache and not getattr(args, "no_cache", False),
+        typing_through=waste.typing_through and not getattr(args, "no_typing_through", False),
+    )
     return dataclasses.replace(
         settings,
+        waste=waste,
         region=args.region or settings.region,
         backends=tuple(backends),
         simulated=settings.simulated if args.simulated is None else args.simulated,

@@ -21,18 +21,18 @@ from gateway.errors import (
     Dialect,
     GatewayError,
     Unauthorized,
+    UpstreamTimeout,
     dialect_for_path,
     error_body,
     render_error,
 )
-from gateway.services import Services
+from gateway.services import PRINCIPAL_KEY, Services
 from gateway.tokens import bearer_token
 from gateway.trace import TRACE_KEY, Trace
 
 access_log = logging.getLogger("ghostgate.access")
 log = logging.getLogger("ghostgate.gateway")
 
-PRINCIPAL_KEY = "ghostgate.principal"
 _ROUTES = (
     "/api/generate",
     "/api/chat",
@@ -48,6 +48,7 @@ _ROUTES = (
     "/metrics",
     "/",
 )
+CANCEL_REASONS = frozenset({"client_disconnect", "superseded", "timeout", "shutdown"})
 _OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 
 
@@ -114,7 +115,7 @@ class RequestContext:
             self._record(trace, scope)
 
     async def _fail(self, exc: GatewayError, trace: Trace, scope: Scope, send: Send) -> None:
-        trace.outcome = "error"
+        trace.outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
         trace.error = exc.message
         dialect = dialect_for_path(scope["path"])
         try:
@@ -135,8 +136,11 @@ class RequestContext:
     def _record(self, trace: Trace, scope: Scope) -> None:
         metrics = self.services.metrics
         now = time.perf_counter()
-        if trace.outcome in ("client_disconnect", "superseded", "timeout"):
+        if trace.outcome in CANCEL_REASONS and trace.model:
             metrics.cancellations.labels(trace.outcome, trace.stage.value).inc()
+            saved = self._saved_tokens(trace)
+            if saved:
+                metrics.tokens.labels("saved").inc(saved)
         model = trace.model if self._served(trace.model) else ("" if not trace.model else "other")
         status = str(trace.status or 499)
         metrics.requests.labels(metrics.region, trace.route, model, status).inc()
@@ -152,6 +156,14 @@ class RequestContext:
             metrics.tokens.labels("generated").inc(trace.generated_tokens)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("request", extra=_access_fields(trace, scope, now))
+
+    def _saved_tokens(self, trace: Trace) -> int:
+        """Tokens a cancel spared the backend: the request's limit (or the typical
+        length when it set none) less what had been generated."""
+        expected = trace.requested_tokens
+        if expected <= 0:
+            expected = self.services.settings.waste.expected_tokens
+        return max(0, expected - trace.streamed_tokens)
 
     def _served(self, model: str) -> bool:
         return bool(model) and any(b.serves(model) for b in self.services.scheduler.backends)

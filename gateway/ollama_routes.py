@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.asgi import Receive, Scope, Send, read_body, send_bytes, send_json, until_disconnect
@@ -20,6 +21,7 @@ from gateway.ollama_api import GenerationRequest, parse_model_field
 from gateway.relay import Job
 from gateway.scheduler import Priority
 from gateway.services import Services
+from gateway.supersede import Superseded
 from gateway.trace import Stage, Trace, trace_of
 from gateway.upstream import UpstreamResponse
 
@@ -47,6 +49,21 @@ class GenerationEndpoint:
         request = self._parse(raw)
         trace.model = request.model
         trace.requested_tokens = request.num_predict
+        ticket = self._services.claim_group(scope, self._path == "/api/generate")
+        try:
+            await until_disconnect(
+                receive,
+                self._run(request, raw, trace, send),
+                ticket.cancelled if ticket else None,
+            )
+        except Superseded:
+            trace.outcome = "superseded"
+            await send_superseded(send, trace, request, chat=self._path == "/api/chat")
+        finally:
+            if ticket is not None:
+                self._services.supersessions.release(ticket)
+
+    async def _run(self, request: GenerationRequest, raw: bytes, trace: Trace, send: Send) -> None:
         if (
             self._path == "/api/generate"
             and request.body.get("suffix")
@@ -54,7 +71,7 @@ class GenerationEndpoint:
         ):
             raw = await self._insert_rescue(request) or raw
         job = Job(request.model, self._path, raw, self._priority)
-        await until_disconnect(receive, self._relay(job, trace, send))
+        await self._relay(job, trace, send)
 
     async def _insert_rescue(self, request: GenerationRequest) -> bytes | None:
         """A `suffix` for a model whose template lacks `.Suffix` would get Ollama's
@@ -105,11 +122,36 @@ async def relay_body(response: UpstreamResponse, trace: Trace, send: Send) -> No
     async for chunk in response.chunks():
         if not last:
             trace.stage = Stage.STREAMING
+        trace.streamed_tokens += chunk.count(b"\n")  # one NDJSON line per token
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         last = chunk
     await send(END)
     trace.stage = Stage.DONE
     account_final_line(trace, last)
+
+
+async def send_superseded(send: Send, trace: Trace, request: GenerationRequest, chat: bool) -> None:
+    """End a superseded request the way Ollama ends any stream: a last `done` line,
+    here with `done_reason: "superseded"`, so the client's parser sees a clean end."""
+    final: dict[str, Any] = {
+        "model": request.model,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "done": True,
+        "done_reason": "superseded",
+    }
+    if chat:
+        final["message"] = {"role": "assistant", "content": ""}
+    else:
+        final["response"] = ""
+    line = json.dumps(final).encode() + b"\n"
+    try:
+        if trace.response_started:
+            await send({"type": "http.response.body", "body": line, "more_body": False})
+        else:
+            content_type = b"application/x-ndjson" if request.stream else b"application/json"
+            await send_bytes(send, 200, line, content_type)
+    except OSError:
+        pass  # the client left as well
 
 
 def account_final_line(trace: Trace, chunk: bytes) -> None:

@@ -31,10 +31,11 @@ from gateway.openai_api import (
     parse_chat_completion,
     parse_completion,
 )
-from gateway.openai_stream import Choice, Encoder
+from gateway.openai_stream import DONE, Choice, Encoder
 from gateway.relay import Job
 from gateway.scheduler import Priority
 from gateway.services import Services
+from gateway.supersede import Superseded
 from gateway.trace import Stage, Trace, trace_of
 from gateway.upstream import UpstreamResponse
 
@@ -42,6 +43,16 @@ SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A checked request and the served model it resolved to."""
+
+    request: CompletionRequest | ChatRequest
+    model: str
+    stream: bool
+    n: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +68,56 @@ class Translation:
 class TranslatedEndpoint:
     """Shared flow: parse, plan, open every choice's upstream, then relay."""
 
+    chat = False
+    completion_route = False
+
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
+    def parse(self, scope: Scope, raw: bytes) -> Parsed:
+        raise NotImplementedError
+
+    async def plan(self, parsed: Parsed) -> Translation:
         raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         trace = trace_of(scope)
         raw = await read_body(scope, receive, self.services.settings.limits.max_body_bytes)
-        translation = await self.prepare(scope, raw, trace)
-        await until_disconnect(receive, self._run(translation, trace, send))
+        parsed = self.parse(scope, raw)
+        trace.model, trace.requested_tokens = parsed.model, parsed.request.max_tokens
+        # Only a well-formed request may supersede its group's previous one.
+        ticket = self.services.claim_group(scope, self.completion_route)
+        try:
+            await until_disconnect(
+                receive,
+                self._plan_and_run(parsed, trace, send),
+                ticket.cancelled if ticket else None,
+            )
+        except Superseded:
+            trace.outcome = "superseded"
+            await self._send_superseded(parsed, trace, send)
+        finally:
+            if ticket is not None:
+                self.services.supersessions.release(ticket)
+
+    async def _plan_and_run(self, parsed: Parsed, trace: Trace, send: Send) -> None:
+        await self._run(await self.plan(parsed), trace, send)
+
+    async def _send_superseded(self, parsed: Parsed, trace: Trace, send: Send) -> None:
+        """A clean end in OpenAI's shape, with `finish_reason: "superseded"`."""
+        encoder = Encoder(model=parsed.model, chat=self.chat)
+        choices = [Choice(i, finish_reason="superseded") for i in range(parsed.n)]
+        try:
+            if not parsed.stream:
+                if not trace.response_started:
+                    await send_json(send, 200, encoder.body(choices))
+                return
+            if not trace.response_started:
+                await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            events = b"".join(encoder.chunk(c.index, None, "superseded") for c in choices)
+            await send(_body(events + DONE, more=False))
+        except OSError:
+            pass  # the client left as well
 
     async def _run(self, t: Translation, trace: Trace, send: Send) -> None:
         responses = await self._open_all(t.jobs, trace)
@@ -119,6 +169,7 @@ class TranslatedEndpoint:
             async for chunk in response.chunks():
                 trace.stage = Stage.STREAMING
                 for line in splitter.feed(chunk):
+                    trace.streamed_tokens += 1
                     await self._emit(choice, line, t, send)
                     if choice.finished:
                         return  # finally drops the connection: generation stops
@@ -149,19 +200,29 @@ class TranslatedEndpoint:
 class CompletionsEndpoint(TranslatedEndpoint):
     """POST /v1/completions, and Copilot's /v1/engines/{engine}/completions."""
 
+    completion_route = True
+
     def __init__(self, services: Services, *, copilot: bool = False) -> None:
         super().__init__(services)
         self.copilot = copilot
 
-    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
+    def parse(self, scope: Scope, raw: bytes) -> Parsed:
         engine = scope.get("path_params", {}).get("engine") if self.copilot else None
         request = parse_completion(raw, model=engine)
         services = self.services
-        table = services.settings.models
         model = resolve_model(
-            request.model, "completion", table, services.served_models(), strict=not self.copilot
+            request.model,
+            "completion",
+            services.settings.models,
+            services.served_models(),
+            strict=not self.copilot,
         )
-        trace.model, trace.requested_tokens = model, request.max_tokens
+        return Parsed(request, model, request.stream, request.n)
+
+    async def plan(self, parsed: Parsed) -> Translation:
+        request, model = parsed.request, parsed.model
+        assert isinstance(request, CompletionRequest)
+        services = self.services
         template = None
         if request.suffix:
             template = await services.templates.template(model, services.scheduler.backends)
@@ -170,7 +231,7 @@ class CompletionsEndpoint(TranslatedEndpoint):
             request.prompt,
             request.suffix,
             template,
-            table.context_tokens,
+            services.settings.models.context_tokens,
             request.max_tokens,
             overrides=services.fim_overrides,
         )
@@ -208,13 +269,19 @@ class CompletionsEndpoint(TranslatedEndpoint):
 class ChatCompletionsEndpoint(TranslatedEndpoint):
     """POST /v1/chat/completions."""
 
-    async def prepare(self, scope: Scope, raw: bytes, trace: Trace) -> Translation:
-        request: ChatRequest = parse_chat_completion(raw)
+    chat = True
+
+    def parse(self, scope: Scope, raw: bytes) -> Parsed:
+        request = parse_chat_completion(raw)
         services = self.services
         model = resolve_model(
             request.model, "chat", services.settings.models, services.served_models()
         )
-        trace.model, trace.requested_tokens = model, request.max_tokens
+        return Parsed(request, model, request.stream, 1)
+
+    async def plan(self, parsed: Parsed) -> Translation:
+        request, model = parsed.request, parsed.model
+        assert isinstance(request, ChatRequest)
         body = chat_body(request)
         body["model"] = model
         job = Job(model, "/api/chat", json.dumps(body).encode(), Priority.CHAT)

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gateway.asgi import Scope, header
 from gateway.backends import Backend, served_models
 from gateway.fim import FimFamily
 from gateway.health import HealthProber
@@ -23,10 +24,14 @@ from gateway.models import TemplateCache, fim_overrides
 from gateway.relay import Relay
 from gateway.scheduler import Scheduler
 from gateway.settings import GatewaySettings
-from gateway.tokens import RevocationCheck, TokenVerifier
+from gateway.supersede import GROUP_HEADER, Supersessions, Ticket, group_for
+from gateway.tokens import Principal, RevocationCheck, TokenVerifier
+from gateway.trace import trace_of
 from gateway.upstream import Upstream
 
 log = logging.getLogger("ghostgate.gateway")
+
+PRINCIPAL_KEY = "ghostgate.principal"
 
 
 @dataclass(slots=True)
@@ -44,6 +49,7 @@ class Services:
     fim_overrides: dict[str, FimFamily]
     draining: bool = False
     jwks: JwksRefresher | None = None
+    supersessions: Supersessions = field(default_factory=Supersessions)
 
     @classmethod
     def build(
@@ -87,6 +93,24 @@ class Services:
             )
         return services
 
+    def claim_group(self, scope: Scope, completion_route: bool) -> Ticket | None:
+        """Hold the request's group (superseding its previous request), if it has one."""
+        waste = self.settings.waste
+        principal = scope.get(PRINCIPAL_KEY)
+        if not waste.supersede or not isinstance(principal, Principal):
+            return None
+        group = group_for(
+            header(scope, GROUP_HEADER),
+            principal.subject,
+            header(scope, b"user-agent"),
+            completion_route,
+            waste.implicit_groups,
+        )
+        if group is None:
+            return None
+        trace = trace_of(scope)
+        return self.supersessions.claim(group, trace.request_id)
+
     def served_models(self) -> list[str]:
         """Models some healthy backend serves right now."""
         return served_models(self.scheduler.backends)
@@ -122,6 +146,9 @@ class Services:
             "region": self.settings.region,
             "draining": self.draining,
             "simulated": self.settings.simulated,
+            # What a leak would show: live groups and the process's tasks.
+            "groups_live": len(self.supersessions),
+            "tasks": len(asyncio.all_tasks()),
             "backends": {
                 "total": len(self.scheduler.backends),
                 "healthy": len(healthy),

@@ -116,6 +116,20 @@ class ModelSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WasteSettings:
+    """Superseding, the completion cache and typing-through (no GPU time on repeats)."""
+
+    supersede: bool = True
+    # (token subject, User-Agent) groups completion requests without a header.
+    implicit_groups: bool = True
+    cache: bool = True
+    cache_ttl: float = 600.0
+    typing_through: bool = True
+    # Tokens a request with no limit is expected to generate, for `saved` accounting.
+    expected_tokens: int = 64
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     """Everything a region process needs, built once at start-up."""
 
@@ -128,4 +142,5 @@ class GatewaySettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     health: HealthSettings = field(default_factory=HealthSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
+    waste: WasteSettings = field(default_factory=WasteSettings)
     log_level: str = "info"

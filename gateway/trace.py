@@ -43,6 +43,7 @@ class Trace:
     client_first_byte: float = 0.0
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    streamed_tokens: int = 0  # relayed so far (lines or events); final counts may lag
     requested_tokens: int = 0
     done_reason: str = ""
     error: str = ""

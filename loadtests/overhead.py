@@ -51,9 +51,13 @@ async def run_http1(url: str, token: str | None, concurrency: int, total: int) -
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one() -> float:
+        async def one(worker: int) -> float:
             started = time.perf_counter()
-            async with session.post(url + "/api/generate", data=BODY, headers=headers) as resp:
+            # Each simulated editor is its own group: none supersedes another.
+            group = {"X-Ghostgate-Group": f"editor{worker}"}
+            async with session.post(
+                url + "/api/generate", data=BODY, headers={**headers, **group}
+            ) as resp:
                 first = 0.0
                 async for _ in resp.content.iter_any():
                     if not first:
@@ -70,9 +74,12 @@ async def run_http2(host: str, port: int, token: str, concurrency: int, total: i
     headers = [("content-type", "application/json"), ("authorization", f"Bearer {token}")]
     async with H2Client(host, port) as client:
 
-        async def one() -> float:
+        async def one(worker: int) -> float:
             started = time.perf_counter()
-            stream = await client.request("POST", "/api/generate", headers=headers, body=BODY)
+            group = [("x-ghostgate-group", f"editor{worker}")]
+            stream = await client.request(
+                "POST", "/api/generate", headers=[*headers, *group], body=BODY
+            )
             first = 0.0
             async for _ in stream:
                 if not first:
@@ -84,17 +91,19 @@ async def run_http2(host: str, port: int, token: str, concurrency: int, total: i
         return await _drive(one, concurrency, total)
 
 
-async def _drive(one: Callable[[], Awaitable[float]], concurrency: int, total: int) -> list[float]:
+async def _drive(
+    one: Callable[[int], Awaitable[float]], concurrency: int, total: int
+) -> list[float]:
     remaining = total
     results: list[float] = []
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            results.append(await one())
+            results.append(await one(index))
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return results
 
 

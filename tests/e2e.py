@@ -126,3 +126,16 @@ def region(
         except TimeoutError as exc:
             raise child.failure(str(exc)) from None
         yield Region(plan, child, keys, workers, tmp)
+
+
+def http11_post(path: str, token: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
+    """A raw HTTP/1.1 POST, for tests that must control the socket themselves."""
+    headers = {
+        "Host": "ghostgate",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+        "Content-Length": str(len(body)),
+        **(extra or {}),
+    }
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body

@@ -31,8 +31,15 @@ async def test_backend_killed_mid_stream_ends_only_its_stream(tmp_path: Path) ->
         headers = [("content-type", "application/json"), ("authorization", f"Bearer {reg.token()}")]
         async with await H2Connection.open("127.0.0.1", reg.port) as conn:
             # Least outstanding first: the two streams land on different workers.
+            # Two editors of one user (distinct groups), so neither supersedes the other.
             streams = [
-                await conn.request("POST", "/api/generate", headers, body(150)) for _ in range(2)
+                await conn.request(
+                    "POST",
+                    "/api/generate",
+                    [*headers, ("x-ghostgate-group", f"editor{i}")],
+                    body(150),
+                )
+                for i in range(2)
             ]
             for stream in streams:
                 assert await stream.read_chunk()
@@ -67,16 +74,16 @@ def test_dead_backend_is_skipped_and_used_again_once_healed(tmp_path: Path) -> N
             tmp_path, "sim0-healed", ["--port", str(port), "--load-seconds", "0"]
         ) as healed:
             reg.wait_until(lambda r: r["backends"]["healthy"] == 2, what="the worker back")
+
             # The survivor has the model loaded, so it is preferred until its
             # four slots are full; eight at once must spill onto the healed one.
+            def generate(i: int) -> ollama.GenerateResponse:
+                # Eight editors (groups): none supersedes another.
+                headers = {**reg.auth(), "X-Ghostgate-Group": f"editor{i}"}
+                with ollama.Client(host=reg.url, headers=headers) as editor:
+                    return editor.generate(model=MODEL, prompt="y = ", options={"num_predict": 20})
+
             with ThreadPoolExecutor(8) as pool:
-                results = list(
-                    pool.map(
-                        lambda _: client.generate(
-                            model=MODEL, prompt="y = ", options={"num_predict": 20}
-                        ),
-                        range(8),
-                    )
-                )
+                results = list(pool.map(generate, range(8)))
             assert all(r.done for r in results)
             assert healed.stats()["requests"] > 0

@@ -19,7 +19,7 @@ import ollama
 import pytest
 
 from gateway.h2client import H2Connection
-from tests.e2e import Region, region
+from tests.e2e import Region, http11_post, region
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -195,11 +195,7 @@ def test_http11_close_mid_stream_stops_the_backend(reg: Region) -> None:
     sim = reg.sims[0]
     body = generate_body(2000)
     with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:
-        sock.sendall(
-            b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {reg.token()}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        sock.sendall(http11_post("/api/generate", reg.token(), body))
         received = b""
         while received.count(b"\n{") < 3:
             received += sock.recv(65536)
@@ -248,3 +244,17 @@ def test_h2c_by_upgrade_and_prior_knowledge(reg: Region, flag: str) -> None:
         check=True,
     )
     assert result.stdout == "2 200"
+
+
+def test_connections_closed_while_idle_do_not_linger(reg: Region) -> None:
+    """Editor plugins close connections after a completion; Hypercorn 0.18 would
+    keep each one's socket and tasks for the whole (hours-long) keep-alive."""
+    before = reg.readyz()["tasks"]
+    body = generate_body(3)
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:
+            sock.sendall(http11_post("/api/generate", reg.token(), body))
+            received = b""
+            while b'"done": true' not in received and b'"done":true' not in received:
+                received += sock.recv(65536)
+    wait_for(lambda: reg.readyz()["tasks"] <= before, 3.0)
