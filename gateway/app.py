@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.asgi import ASGIApp, Receive, Scope, Send
 from gateway.errors import MethodNotAllowed, NotFound, dialect_for_path, render_error
-from gateway.middleware import Authenticate, RequestContext
+from gateway.middleware import Authenticate, RequestContext, UserLimits
 from gateway.ollama_api import parse_chat, parse_generate
 from gateway.ollama_routes import GenerationEndpoint, ShowEndpoint, listing, root, version
 from gateway.openai_routes import ChatCompletionsEndpoint, CompletionsEndpoint, models_listing
@@ -142,4 +142,5 @@ def create_app(
     services = Services.build(settings, revocations)
     table = {**ollama_routes(services), **openai_routes(services)}
     inner = Routes(table, operations_app(services))
-    return RequestContext(Authenticate(inner, services), services), services
+    limited = UserLimits(inner, services)
+    return RequestContext(Authenticate(limited, services), services), services

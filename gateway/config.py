@@ -97,6 +97,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", help="debug, info, warning, error")
     parser.add_argument(
+        "--redis", metavar="URL", help="shared state in Redis (keys, revocations, limits, cache)"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        metavar="N",
+        help="requests per minute per user (default 600, 0 = off)",
+    )
+    parser.add_argument(
+        "--max-streams",
+        type=int,
+        metavar="N",
+        help="concurrent generations per user (default 16, 0 = off)",
+    )
+    parser.add_argument(
         "--no-supersede",
         action="store_true",
         help="never cancel a request because a newer one of its group came",
@@ -145,7 +160,7 @@ def from_table(table: Mapping[str, Any]) -> GatewaySettings:
             changes[key] = tuple(_backend(entry) for entry in value)
         elif key == "models":
             changes[key] = _models(value)
-        elif key in ("region", "simulated", "log_level"):
+        elif key in ("region", "simulated", "log_level", "redis_url"):
             changes[key] = value
         else:
             raise ConfigError(f"unknown setting gateway.{key}")
@@ -253,6 +268,8 @@ def _apply_env(settings: GatewaySettings, env: Mapping[str, str]) -> GatewaySett
         changes["backends"] = tuple(
             parse_backend(u.strip()) for u in env["GHOSTGATE_BACKENDS"].split(",") if u.strip()
         )
+    if env.get("GHOSTGATE_REDIS_URL"):
+        changes["redis_url"] = env["GHOSTGATE_REDIS_URL"]
     if env.get("GHOSTGATE_LOG_LEVEL"):
         changes["log_level"] = env["GHOSTGATE_LOG_LEVEL"]
     return dataclasses.replace(settings, **changes)
@@ -267,7 +284,11 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
         keyfile=args.keyfile,
     )
     limits = _replace_given(
-        settings.limits, max_body_bytes=args.max_body_bytes, queue_size=args.queue_size
+        settings.limits,
+        max_body_bytes=args.max_body_bytes,
+        queue_size=args.queue_size,
+        user_requests_per_minute=getattr(args, "rate_limit", None),
+        user_streams=getattr(args, "max_streams", None),
     )
     keys = list(settings.auth.public_key_files) + list(args.public_key or [])
     if args.state_dir is not None:
@@ -291,6 +312,8 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
     return dataclasses.replace(
         settings,
         waste=waste,
+        state_dir=args.state_dir or settings.state_dir,
+        redis_url=getattr(args, "redis", None) or settings.redis_url,
         region=args.region or settings.region,
         backends=tuple(backends),
         simulated=settings.simulated if args.simulated is None else args.simulated,

@@ -20,6 +20,7 @@ from gateway.asgi import ASGIApp, ClientGone, Message, Receive, Scope, Send, hea
 from gateway.errors import (
     Dialect,
     GatewayError,
+    RateLimited,
     Unauthorized,
     UpstreamTimeout,
     dialect_for_path,
@@ -27,7 +28,7 @@ from gateway.errors import (
     render_error,
 )
 from gateway.services import PRINCIPAL_KEY, Services
-from gateway.tokens import bearer_token
+from gateway.tokens import Principal, bearer_token
 from gateway.trace import TRACE_KEY, Trace
 
 access_log = logging.getLogger("ghostgate.access")
@@ -220,6 +221,56 @@ class Authenticate:
             if isinstance(trace, Trace):
                 trace.user = principal.subject
         await self.app(scope, receive, send)
+
+
+_GENERATION_ROUTES = frozenset(
+    {
+        "/api/generate",
+        "/api/chat",
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/engines/{engine}/completions",
+    }
+)
+
+
+class UserLimits:
+    """Per-user requests per minute and concurrent generations (429 past either).
+
+    Counted in the shared store, so the limits hold across every region and
+    instance that shares one Redis. Only generation routes count: listing
+    models or asking for readiness costs no GPU time.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        principal = scope.get(PRINCIPAL_KEY)
+        trace = scope.get(TRACE_KEY)
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not isinstance(trace, Trace)
+            or trace.route not in _GENERATION_ROUTES
+            or not isinstance(principal, Principal)
+        ):
+            await self.app(scope, receive, send)
+            return
+        limits, shared = self.services.settings.limits, self.services.shared
+        user = principal.subject
+        await shared.check_rate(user, limits.user_requests_per_minute)
+        if not await shared.acquire_stream(user, limits.user_streams):
+            raise RateLimited(
+                f"more than {limits.user_streams} generations at once for this user",
+                retry_after=1,
+            )
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # Shielded: the count must come back even when this task is cancelled.
+            await asyncio.shield(shared.release_stream(user, limits.user_streams))
 
 
 def json_line(record: logging.LogRecord) -> str:

@@ -49,7 +49,7 @@ class GenerationEndpoint:
         request = self._parse(raw)
         trace.model = request.model
         trace.requested_tokens = request.num_predict
-        ticket = self._services.claim_group(scope, self._path == "/api/generate")
+        ticket = await self._services.claim_group(scope, self._path == "/api/generate")
         try:
             await until_disconnect(
                 receive,

@@ -86,7 +86,7 @@ class TranslatedEndpoint:
         parsed = self.parse(scope, raw)
         trace.model, trace.requested_tokens = parsed.model, parsed.request.max_tokens
         # Only a well-formed request may supersede its group's previous one.
-        ticket = self.services.claim_group(scope, self.completion_route)
+        ticket = await self.services.claim_group(scope, self.completion_route)
         try:
             await until_disconnect(
                 receive,

@@ -24,6 +24,7 @@ from gateway.models import TemplateCache, fim_overrides
 from gateway.relay import Relay
 from gateway.scheduler import Scheduler
 from gateway.settings import GatewaySettings
+from gateway.shared import SharedState
 from gateway.supersede import GROUP_HEADER, Supersessions, Ticket, group_for
 from gateway.tokens import Principal, RevocationCheck, TokenVerifier
 from gateway.trace import trace_of
@@ -47,6 +48,7 @@ class Services:
     verifier: TokenVerifier
     templates: TemplateCache
     fim_overrides: dict[str, FimFamily]
+    shared: SharedState
     draining: bool = False
     jwks: JwksRefresher | None = None
     supersessions: Supersessions = field(default_factory=Supersessions)
@@ -64,6 +66,8 @@ class Services:
         upstream = Upstream(settings.timeouts, metrics.connections_opened.inc)
         prober = HealthProber(scheduler, upstream, settings.health)
         auth = settings.auth
+        supersessions = Supersessions()
+        shared = SharedState(settings.region, settings.state_dir, settings.redis_url, supersessions)
         verifier = (JwksVerifier if auth.jwks_url else TokenVerifier)(
             load_public_keys(auth.public_key_files),
             issuer=auth.issuer,
@@ -71,7 +75,7 @@ class Services:
             max_lifetime=auth.max_lifetime,
             leeway=auth.leeway,
             cache_size=auth.cache_size,
-            revocations=revocations,
+            revocations=revocations or shared.revocations,
         )
         relay = Relay(scheduler, upstream, prober, settings.limits)
         templates = TemplateCache(upstream)
@@ -85,7 +89,10 @@ class Services:
             verifier,
             templates,
             fim_overrides(settings.models),
+            shared,
+            supersessions=supersessions,
         )
+        shared.heartbeat = services.heartbeat
         if auth.jwks_url:
             keys = load_public_keys(auth.public_key_files)
             services.jwks = JwksRefresher(
@@ -93,7 +100,7 @@ class Services:
             )
         return services
 
-    def claim_group(self, scope: Scope, completion_route: bool) -> Ticket | None:
+    async def claim_group(self, scope: Scope, completion_route: bool) -> Ticket | None:
         """Hold the request's group (superseding its previous request), if it has one."""
         waste = self.settings.waste
         principal = scope.get(PRINCIPAL_KEY)
@@ -108,8 +115,9 @@ class Services:
         )
         if group is None:
             return None
-        trace = trace_of(scope)
-        return self.supersessions.claim(group, trace.request_id)
+        ticket = self.supersessions.claim(group, trace_of(scope).request_id)
+        await self.shared.announce(group)
+        return ticket
 
     def served_models(self) -> list[str]:
         """Models some healthy backend serves right now."""
@@ -118,7 +126,7 @@ class Services:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Services]:
         """Open the upstream pool (and the JWKS refresher) and start probing; undo all on exit."""
-        async with self.upstream, self.jwks or contextlib.nullcontext():
+        async with self.shared, self.upstream, self.jwks or contextlib.nullcontext():
             await self.prober.probe_all()
             healthy = sum(b.healthy for b in self.scheduler.backends)
             log.info(
@@ -137,6 +145,11 @@ class Services:
                 with contextlib.suppress(asyncio.CancelledError):
                     await probes
 
+    def heartbeat(self) -> dict[str, object]:
+        """The load the router weighs this region by (also what /readyz says)."""
+        ready, _ = self.readiness()
+        return {"ready": ready, "draining": self.draining, **self.scheduler.snapshot()}
+
     def readiness(self) -> tuple[bool, dict[str, object]]:
         """Whether this region should get traffic, and the figures behind it."""
         healthy = [b for b in self.scheduler.backends if b.healthy]
@@ -148,6 +161,8 @@ class Services:
             "simulated": self.settings.simulated,
             # What a leak would show: live groups and the process's tasks.
             "groups_live": len(self.supersessions),
+            "store": self.shared.store.status(),
+            "store_degraded": self.shared.degraded,
             "tasks": len(asyncio.all_tasks()),
             "backends": {
                 "total": len(self.scheduler.backends),

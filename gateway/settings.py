@@ -38,6 +38,9 @@ class Limits:
     queue_wait_chat: float = 30.0
     # Attempts on distinct backends before the first byte reaches the client.
     max_attempts: int = 3
+    # Per user (token subject), across every instance sharing the store; 0 = off.
+    user_requests_per_minute: int = 600
+    user_streams: int = 16
 
 
 DEFAULT_SLOTS = 4
@@ -143,4 +146,8 @@ class GatewaySettings:
     health: HealthSettings = field(default_factory=HealthSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     waste: WasteSettings = field(default_factory=WasteSettings)
+    # The embedded store's SQLite lives here (shared with the router on one
+    # machine); None: a private temporary directory.
+    state_dir: Path | None = None
+    redis_url: str | None = None
     log_level: str = "info"

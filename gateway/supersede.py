@@ -57,7 +57,8 @@ class Ticket:
 
     group: str
     request_id: str
-    started: float = field(default_factory=time.monotonic)
+    # Wall clock: remote cancels compare it with another instance's clock.
+    started: float = field(default_factory=time.time)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
