@@ -78,7 +78,8 @@ class Metrics:
         )
         self.cache_hits = Counter(
             "ghostgate_cache_hits",
-            "Completions answered from the cache.",
+            "Completions answered without a backend: exact cache or typing-through.",
+            ["kind"],
             registry=r,
         )
         self.stream_errors = Counter(

@@ -15,9 +15,11 @@ from typing import Any
 
 from gateway.asgi import Receive, Scope, Send, read_body, send_bytes, send_json, until_disconnect
 from gateway.backends import Backend, normalize_model
+from gateway.completion_cache import Completed
 from gateway.errors import ModelNotFound, NoCapacity, UpstreamError
 from gateway.fim import detect_family, template_supports_suffix
 from gateway.ollama_api import GenerationRequest, parse_model_field
+from gateway.ollama_memory import completed_from_ndjson, memory_keys, ndjson_for
 from gateway.relay import Job
 from gateway.scheduler import Priority
 from gateway.services import Services
@@ -70,8 +72,64 @@ class GenerationEndpoint:
             and not request.body.get("raw")
         ):
             raw = await self._insert_rescue(request) or raw
+        cache_key, context = (None, None)
+        if self._path == "/api/generate":
+            cache_key, context = memory_keys(request, self._services.settings.waste, trace.group)
+            if await self._from_memory(request, cache_key, context, trace, send):
+                return
         job = Job(request.model, self._path, raw, self._priority)
-        await self._relay(job, trace, send)
+        collected: list[bytes] | None = [] if (cache_key or context) else None
+        await self._relay(job, trace, send, collected)
+        completed = completed_from_ndjson(collected) if collected else None
+        if completed is not None:
+            await self._remember(request, cache_key, context, trace, completed)
+
+    async def _from_memory(
+        self,
+        request: GenerationRequest,
+        cache_key: str | None,
+        context: str | None,
+        trace: Trace,
+        send: Send,
+    ) -> bool:
+        """Answer from the cache or by typing-through, without a backend; False if neither."""
+        memory = self._services.memory
+        completed, kind = None, ""
+        if cache_key:
+            completed, kind = await memory.cached(cache_key), "exact"
+        if completed is None and context and trace.group:
+            prompt, suffix = request.body.get("prompt") or "", request.body.get("suffix") or ""
+            completed, kind = memory.typed_through(trace.group, context, prompt, suffix), "typing"
+        if completed is None:
+            return False
+        self._services.metrics.cache_hits.labels(kind).inc()
+        trace.outcome = "cache_hit" if kind == "exact" else "typing_through"
+        trace.stage = Stage.DONE
+        content_type = b"application/x-ndjson" if request.stream else b"application/json"
+        await send_bytes(
+            send, 200, ndjson_for(completed, request.model, request.stream), content_type
+        )
+        return True
+
+    async def _remember(
+        self,
+        request: GenerationRequest,
+        cache_key: str | None,
+        context: str | None,
+        trace: Trace,
+        completed: Completed,
+    ) -> None:
+        memory = self._services.memory
+        if cache_key:
+            await memory.store(cache_key, completed)
+        if context and trace.group:
+            memory.remember(
+                trace.group,
+                context,
+                request.body.get("prompt") or "",
+                request.body.get("suffix") or "",
+                completed,
+            )
 
     async def _insert_rescue(self, request: GenerationRequest) -> bytes | None:
         """A `suffix` for a model whose template lacks `.Suffix` would get Ollama's
@@ -93,7 +151,9 @@ class GenerationEndpoint:
         body["options"] = options
         return json.dumps(body).encode()
 
-    async def _relay(self, job: Job, trace: Trace, send: Send) -> None:
+    async def _relay(
+        self, job: Job, trace: Trace, send: Send, collected: list[bytes] | None = None
+    ) -> None:
         relay = self._services.relay
         response = await relay.open(job, trace)
         error: BaseException | None = None
@@ -108,7 +168,7 @@ class GenerationEndpoint:
                     "headers": [(b"content-type", response.content_type)],
                 }
             )
-            await relay_body(response, trace, send)
+            await relay_body(response, trace, send, collected)
         except BaseException as exc:
             error = exc
             raise
@@ -116,14 +176,21 @@ class GenerationEndpoint:
             relay.finish(response, error)
 
 
-async def relay_body(response: UpstreamResponse, trace: Trace, send: Send) -> None:
-    """Forward every chunk as it arrives, then account the final stats line."""
+async def relay_body(
+    response: UpstreamResponse, trace: Trace, send: Send, collected: list[bytes] | None = None
+) -> None:
+    """Forward every chunk as it arrives, then account the final stats line.
+
+    `collected`, when given, keeps the chunks for the cache and typing-through.
+    """
     last = b""
     async for chunk in response.chunks():
         if not last:
             trace.stage = Stage.STREAMING
         trace.streamed_tokens += chunk.count(b"\n")  # one NDJSON line per token
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if collected is not None:
+            collected.append(chunk)
         last = chunk
     await send(END)
     trace.stage = Stage.DONE

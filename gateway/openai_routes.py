@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.asgi import Receive, Scope, Send, read_body, send_json, until_disconnect
+from gateway.completion_cache import Completed, deterministic, fingerprint
 from gateway.completion_text import OutputRules, copilot_rules
 from gateway.errors import GatewayError
 from gateway.fim import plan_fim
@@ -56,6 +57,17 @@ class Parsed:
 
 
 @dataclass(frozen=True, slots=True)
+class Memo:
+    """Where a completion may come from, or go to, besides a backend."""
+
+    cache_key: str | None
+    context: str | None
+    group: str | None
+    prompt: str
+    suffix: str
+
+
+@dataclass(frozen=True, slots=True)
 class Translation:
     """What to run upstream for one request, and how to present it."""
 
@@ -63,6 +75,7 @@ class Translation:
     rules: OutputRules
     encoder: Encoder
     stream: bool
+    memo: Memo | None = None
 
 
 class TranslatedEndpoint:
@@ -77,7 +90,7 @@ class TranslatedEndpoint:
     def parse(self, scope: Scope, raw: bytes) -> Parsed:
         raise NotImplementedError
 
-    async def plan(self, parsed: Parsed) -> Translation:
+    async def plan(self, parsed: Parsed, trace: Trace) -> Translation:
         raise NotImplementedError
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,7 +114,9 @@ class TranslatedEndpoint:
                 self.services.supersessions.release(ticket)
 
     async def _plan_and_run(self, parsed: Parsed, trace: Trace, send: Send) -> None:
-        await self._run(await self.plan(parsed), trace, send)
+        translation = await self.plan(parsed, trace)
+        if translation.memo is None or not await self._recall(translation, trace, send):
+            await self._run(translation, trace, send)
 
     async def _send_superseded(self, parsed: Parsed, trace: Trace, send: Send) -> None:
         """A clean end in OpenAI's shape, with `finish_reason: "superseded"`."""
@@ -138,10 +153,65 @@ class TranslatedEndpoint:
         trace.stage = Stage.DONE
         trace.prompt_tokens = max(c.prompt_tokens for c in choices)
         trace.generated_tokens = sum(c.completion_tokens for c in choices)
+        await self._finish(t, choices, send)
+        if t.memo is not None and len(choices) == 1:
+            await self._remember(t.memo, choices[0])
+
+    async def _finish(self, t: Translation, choices: list[Choice], send: Send) -> None:
         if t.stream:
             await send(_body(t.encoder.tail(choices), more=False))
         else:
             await send_json(send, 200, t.encoder.body(choices))
+
+    async def _recall(self, t: Translation, trace: Trace, send: Send) -> bool:
+        """Answer from the cache, or by typing-through; False when neither has it."""
+        memo, memory = t.memo, self.services.memory
+        assert memo is not None
+        completed, kind = None, ""
+        if memo.cache_key:
+            completed, kind = await memory.cached(memo.cache_key), "exact"
+        if completed is None and memo.context and memo.group:
+            completed = memory.typed_through(memo.group, memo.context, memo.prompt, memo.suffix)
+            kind = "typing"
+        if completed is None:
+            return False
+        self.services.metrics.cache_hits.labels(kind).inc()
+        trace.outcome = "cache_hit" if kind == "exact" else "typing_through"
+        trace.stage = Stage.DONE
+        # The new request's own rules still apply (stops, indentation).
+        rules = t.rules.filter()
+        text = rules.feed(completed.text) + rules.flush()
+        choice = Choice(
+            0,
+            text=[text],
+            finish_reason=completed.done_reason,
+            prompt_tokens=completed.prompt_tokens,
+            completion_tokens=completed.completion_tokens,
+        )
+        if t.stream:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await send(
+                _body(
+                    t.encoder.chunk(0, text, None) + t.encoder.chunk(0, None, choice.finish_reason)
+                )
+            )
+        await self._finish(t, [choice], send)
+        return True
+
+    async def _remember(self, memo: Memo, choice: Choice) -> None:
+        if choice.error or choice.finish_reason not in ("stop", "length"):
+            return
+        completed = Completed(
+            "".join(choice.text),
+            choice.finish_reason,
+            choice.prompt_tokens,
+            choice.completion_tokens,
+        )
+        memory = self.services.memory
+        if memo.cache_key:
+            await memory.store(memo.cache_key, completed)
+        if memo.context and memo.group:
+            memory.remember(memo.group, memo.context, memo.prompt, memo.suffix, completed)
 
     async def _open_all(self, jobs: list[Job], trace: Trace) -> list[UpstreamResponse]:
         """Every choice's upstream response, or none (and an error with its status)."""
@@ -219,7 +289,7 @@ class CompletionsEndpoint(TranslatedEndpoint):
         )
         return Parsed(request, model, request.stream, request.n)
 
-    async def plan(self, parsed: Parsed) -> Translation:
+    async def plan(self, parsed: Parsed, trace: Trace) -> Translation:
         request, model = parsed.request, parsed.model
         assert isinstance(request, CompletionRequest)
         services = self.services
@@ -251,9 +321,44 @@ class CompletionsEndpoint(TranslatedEndpoint):
             _job(model, "/api/generate", body, Priority.COMPLETION, i, request.n)
             for i in range(request.n)
         ]
+        rules = self._rules(request, plan.stop)
         return Translation(
-            jobs, self._rules(request, plan.stop), self._encoder(request, model), request.stream
+            jobs,
+            rules,
+            self._encoder(request, model),
+            request.stream,
+            self._memo(request, model, body, rules, trace.group),
         )
+
+    def _memo(
+        self,
+        request: CompletionRequest,
+        model: str,
+        body: dict[str, Any],
+        rules: OutputRules,
+        group: str | None,
+    ) -> Memo | None:
+        """Cache key and typing-through context, where the settings and request allow."""
+        waste = self.services.settings.waste
+        if request.n != 1:
+            return None
+        options = body["options"]
+        cache_key = None
+        if waste.cache and deterministic(options):
+            cache_key = fingerprint(
+                "openai",
+                model,
+                body.get("prompt"),
+                body.get("suffix"),
+                body.get("raw"),
+                options,
+                rules,
+            )
+        context = None
+        if waste.typing_through and group:
+            steady = {k: v for k, v in options.items() if k != "num_predict"}
+            context = fingerprint("openai", model, steady, rules.stop, rules.single_line)
+        return Memo(cache_key, context, group, request.prompt, request.suffix)
 
     def _rules(self, request: CompletionRequest, fim_stop: tuple[str, ...]) -> OutputRules:
         if self.copilot:
@@ -279,7 +384,7 @@ class ChatCompletionsEndpoint(TranslatedEndpoint):
         )
         return Parsed(request, model, request.stream, 1)
 
-    async def plan(self, parsed: Parsed) -> Translation:
+    async def plan(self, parsed: Parsed, trace: Trace) -> Translation:
         request, model = parsed.request, parsed.model
         assert isinstance(request, ChatRequest)
         body = chat_body(request)

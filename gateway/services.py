@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from gateway.asgi import Scope, header
 from gateway.backends import Backend, served_models
+from gateway.completion_cache import CompletionMemory
 from gateway.fim import FimFamily
 from gateway.health import HealthProber
 from gateway.jwks import JwksRefresher, JwksVerifier
@@ -49,6 +50,7 @@ class Services:
     templates: TemplateCache
     fim_overrides: dict[str, FimFamily]
     shared: SharedState
+    memory: CompletionMemory
     draining: bool = False
     jwks: JwksRefresher | None = None
     supersessions: Supersessions = field(default_factory=Supersessions)
@@ -90,6 +92,7 @@ class Services:
             templates,
             fim_overrides(settings.models),
             shared,
+            CompletionMemory(shared.store, settings.waste.cache_ttl),
             supersessions=supersessions,
         )
         shared.heartbeat = services.heartbeat
@@ -115,7 +118,9 @@ class Services:
         )
         if group is None:
             return None
-        ticket = self.supersessions.claim(group, trace_of(scope).request_id)
+        trace = trace_of(scope)
+        trace.group = group
+        ticket = self.supersessions.claim(group, trace.request_id)
         await self.shared.announce(group)
         return ticket
 

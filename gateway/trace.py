@@ -30,6 +30,7 @@ class Trace:
     route: str
     started: float
     user: str = ""
+    group: str | None = None  # the superseding group, when the request has one
     model: str = ""
     backend: str = ""
     stage: Stage = Stage.RECEIVING
