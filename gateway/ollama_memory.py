@@ -83,7 +83,7 @@ def ndjson_for(completed: Completed, model: str, stream: bool) -> bytes:
         "load_duration": 0,
         "prompt_eval_count": completed.prompt_tokens,
         "prompt_eval_duration": 0,
-        "eval_count": completed.completion_tokens,
+        "eval_count": 0,  # nothing was evaluated: no backend saw this request
         "eval_duration": 0,
     }
     if not stream:

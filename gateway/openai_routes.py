@@ -21,7 +21,7 @@ from gateway.asgi import Receive, Scope, Send, read_body, send_json, until_disco
 from gateway.completion_cache import Completed, deterministic, fingerprint
 from gateway.completion_text import OutputRules, copilot_rules
 from gateway.errors import GatewayError
-from gateway.fim import plan_fim
+from gateway.fim import FimFamily, plan_fim
 from gateway.models import resolve_model
 from gateway.ndjson import LineSplitter
 from gateway.openai_api import (
@@ -315,7 +315,10 @@ class CompletionsEndpoint(TranslatedEndpoint):
         }
         if plan.suffix is not None:
             body["suffix"] = plan.suffix
-        if plan.raw:
+        if plan.raw or (plan.mode == "plain" and fim_formatted(request.prompt, plan.family)):
+            # A prompt the plugin already wrapped in the model's FIM tokens
+            # (Continue's and llama.vscode's OpenAI modes do) must reach the
+            # model as it is, not inside its chat or instruct template.
             body["raw"] = True
         jobs = [
             _job(model, "/api/generate", body, Priority.COMPLETION, i, request.n)
@@ -406,6 +409,15 @@ def models_listing(services: Services) -> Any:
         await send_json(send, 200, {"object": "list", "data": data})
 
     return endpoint
+
+
+def fim_formatted(prompt: str, family: FimFamily | None) -> bool:
+    """Whether `prompt` already carries `family`'s fill-in-the-middle markers."""
+    if family is None:
+        return False
+    opening = family.template.split("{prefix}", 1)[0].strip()
+    closing = family.template.rsplit("{suffix}", 1)[-1].strip()
+    return bool(opening and closing) and opening in prompt and prompt.rstrip().endswith(closing)
 
 
 def _job(

@@ -258,3 +258,14 @@ def test_unknown_engine_with_no_models_is_a_clean_error(reg: Region) -> None:
     with info.value as error:
         assert error.code == 422
         assert json.loads(error.read())["error"]["message"] == "prompt must be a string"
+
+
+def test_prompt_already_in_fim_tokens_is_sent_raw(reg: Region) -> None:
+    """Continue's and llama.vscode's OpenAI modes send the FIM prompt themselves."""
+    prompt = QWEN.build(PREFIX, SUFFIX)
+    with openai_client(reg) as client:
+        result = client.completions.create(
+            model="qwen2.5-coder:1.5b-base", prompt=prompt, max_tokens=8, stream=False
+        )
+    sent = last_request(reg)
+    assert sent["raw"] is True and sent["prompt"] == prompt and result.choices[0].text
