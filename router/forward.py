@@ -8,7 +8,8 @@ One request, step by step:
    on) and read the body, bounded. The body is kept whole so the request can
    go to another region: `H2Client` sends a body in one piece, and completion
    bodies are small.
-2. Choose: the ready regions, best first (`RouteDecision.ready`).
+2. Choose: the ready regions, best first (`RouteDecision.ready`); when every
+   region that is up is full, those, best first.
 3. Try them in turn. A failed connect, a lost connection, a reset, or a 503
    (draining, no capacity) moves on to the next region, as long as nothing has
    reached the client. The region's headers are held until its first body byte
@@ -83,7 +84,11 @@ class Forwarder:
         trace.user = caller.subject
         body = await read_body(scope, receive, self.settings.max_body_bytes)
         decision = self.services.decide(self.services.locate(scope))
-        candidates = decision.ready()
+        # Every region busy is not every region gone: let the nearest busy
+        # ones queue the request or refuse it themselves.
+        candidates = decision.ready() or tuple(
+            alt for alt in decision.alternatives if alt.status == "full"
+        )
         if not candidates:
             raise NoCapacity("no region is available", retry_after=1)
         self.services.metrics.route_decisions.labels(candidates[0].name).inc()
