@@ -23,9 +23,11 @@ from workers.sim.config import SimConfig
 from workers.sim.engine import Engine, Outcome
 from workers.sim.errors import SimError
 from workers.sim.jobs import Job, find_model, parse_body, parse_chat, parse_generate
+from workers.sim.stats import CloseLog
 
 ENGINE = web.AppKey("engine", Engine)
 MODIFIED_AT = web.AppKey("modified_at", str)
+CLOSES = web.AppKey("closes", CloseLog)
 # Ollama takes prompts as long as a model's context; 1 MiB (aiohttp's default) is too little.
 MAX_BODY = 64 * 1024 * 1024
 CLIENT_CLOSED = 499  # nginx's "client closed request", for the access log only
@@ -133,11 +135,15 @@ async def _generation(request: web.Request, route: str) -> web.StreamResponse:
         output = StreamOutput(request, wire.LineEncoder(route, job.model))
     else:
         output = BufferOutput(request)
+    closes = request.app[CLOSES]
+    closes.watch(request.protocol, job.prompt)
     try:
         outcome = await engine.generate(job, output)
     except SimError as exc:
         entry["status"] = exc.status
         return error_response(exc)
+    finally:
+        closes.unwatch(request.protocol)
     entry.update(done_reason=outcome.done_reason, aborted=outcome.aborted)
     if outcome.aborted and engine.closing and request.transport is not None:
         # Shutting down: drop the connection mid-stream, as a dying Ollama
@@ -200,7 +206,13 @@ async def sim_stats(request: web.Request) -> web.Response:
 async def sim_reset(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     engine.reset()
+    request.app[CLOSES].clear()
     return json_response(engine.snapshot())
+
+
+async def sim_closes(request: web.Request) -> web.Response:
+    """When clients' connections closed mid-generation (time.monotonic(), by prompt)."""
+    return json_response({"closes": request.app[CLOSES].snapshot()})
 
 
 async def sim_requests(request: web.Request) -> web.Response:
@@ -231,6 +243,7 @@ def build_app(config: SimConfig) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[ENGINE] = Engine(config)
     app[MODIFIED_AT] = wire.timestamp()
+    app[CLOSES] = CloseLog()
     app.on_response_prepare.append(_label_simulated)
     app.cleanup_ctx.append(_client_watcher)
     app.on_shutdown.append(_stop_generating)
@@ -244,15 +257,16 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/sim/stats", sim_stats)
     app.router.add_post("/sim/reset", sim_reset)
     app.router.add_get("/sim/requests", sim_requests)
+    app.router.add_get("/sim/closes", sim_closes)
     return app
 
 
 async def start_server(config: SimConfig, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner (clean up to stop) and the base URL, real port included."""
-    runner = web.AppRunner(
-        build_app(config), access_log=None, shutdown_timeout=config.shutdown_timeout
-    )
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.shutdown_timeout)
     await runner.setup()
+    _stamp_closes(runner, app[CLOSES])
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -262,6 +276,20 @@ async def start_server(config: SimConfig, host: str, port: int) -> tuple[web.App
         raise
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{bound_port}"
+
+
+def _stamp_closes(runner: web.AppRunner, closes: CloseLog) -> None:
+    """Tell `closes` the moment a connection is lost: aiohttp's server hears it
+    first (`connection_lost`), before the engine looks at the next token."""
+    server = runner.server
+    assert server is not None
+    original = server.connection_lost
+
+    def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+        closes.lost(handler)
+        original(handler, exc)
+
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ the second at 0.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -104,3 +105,39 @@ class RequestLog:
 
     def clear(self) -> None:
         self.entries.clear()
+
+
+CLOSE_LOG_SIZE = 10_000
+
+
+@dataclass(slots=True)
+class CloseLog:
+    """When a client's connection closed while its generation was running.
+
+    Times are `time.monotonic()`, which on Linux is one clock for every process
+    on the machine: a benchmark compares them with the moment its client
+    cancelled, to measure how fast a cancel reaches the backend through a proxy
+    (`GET /sim/closes`). The stamp is taken when the connection is lost, not at
+    the next token, where the engine notices it.
+    """
+
+    watched: dict[object, str] = field(default_factory=dict)  # connection -> prompt tag
+    closes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=CLOSE_LOG_SIZE))
+
+    def watch(self, connection: object, prompt: str) -> None:
+        self.watched[connection] = prompt[:100]
+
+    def unwatch(self, connection: object) -> None:
+        self.watched.pop(connection, None)
+
+    def lost(self, connection: object) -> None:
+        now = time.monotonic()
+        prompt = self.watched.pop(connection, None)
+        if prompt is not None:
+            self.closes.append({"prompt": prompt, "closed_at": now})
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return list(self.closes)
+
+    def clear(self) -> None:
+        self.closes.clear()
