@@ -43,18 +43,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-async def run_http1(url: str, token: str | None, concurrency: int, total: int) -> list[float]:
+async def run_http1(
+    url: str, tokens: list[str] | None, concurrency: int, total: int
+) -> list[float]:
     """TTFT of `total` streamed requests, `concurrency` at a time, over HTTP/1.1."""
     headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(worker: int) -> float:
             started = time.perf_counter()
-            # Each simulated editor is its own group: none supersedes another.
+            # Each simulated editor is its own developer: no one supersedes or
+            # rate-limits another.
             group = {"X-Ghostgate-Group": f"editor{worker}"}
+            if tokens:
+                group["Authorization"] = f"Bearer {tokens[worker % len(tokens)]}"
             async with session.post(
                 url + "/api/generate", data=BODY, headers={**headers, **group}
             ) as resp:
@@ -69,14 +72,19 @@ async def run_http1(url: str, token: str | None, concurrency: int, total: int) -
         return await _drive(one, concurrency, total)
 
 
-async def run_http2(host: str, port: int, token: str, concurrency: int, total: int) -> list[float]:
+async def run_http2(
+    host: str, port: int, tokens: list[str], concurrency: int, total: int
+) -> list[float]:
     """The same over one HTTP/2 connection with our client."""
-    headers = [("content-type", "application/json"), ("authorization", f"Bearer {token}")]
+    headers = [("content-type", "application/json")]
     async with H2Client(host, port) as client:
 
         async def one(worker: int) -> float:
             started = time.perf_counter()
-            group = [("x-ghostgate-group", f"editor{worker}")]
+            group = [
+                ("x-ghostgate-group", f"editor{worker}"),
+                ("authorization", f"Bearer {tokens[worker % len(tokens)]}"),
+            ]
             stream = await client.request(
                 "POST", "/api/generate", headers=[*headers, *group], body=BODY
             )
@@ -108,13 +116,15 @@ async def _drive(
 
 
 async def measure(
-    direct: str, proxy: RegionPlan, token: str, concurrency: int, total: int, rounds: int
+    direct: str, proxy: RegionPlan, tokens: list[str], concurrency: int, total: int, rounds: int
 ) -> dict[str, object]:
     samples: dict[str, list[float]] = {"direct": [], "proxy_http1": [], "proxy_http2": []}
     for _ in range(rounds):
         samples["direct"] += await run_http1(direct, None, concurrency, total)
-        samples["proxy_http1"] += await run_http1(proxy.url, token, concurrency, total)
-        samples["proxy_http2"] += await run_http2(proxy.host, proxy.port, token, concurrency, total)
+        samples["proxy_http1"] += await run_http1(proxy.url, tokens, concurrency, total)
+        samples["proxy_http2"] += await run_http2(
+            proxy.host, proxy.port, tokens, concurrency, total
+        )
     row: dict[str, object] = {"concurrency": concurrency, "requests": total * rounds}
     for name, values in samples.items():
         row[name] = {
@@ -173,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         wait_ready(plan.url, time.monotonic() + 30)
-        token, _ = mint(keys.active, "bench", lifetime=1800)
+        # One developer per concurrent stream, as in real use (per-user limits).
+        tokens = [mint(keys.active, f"dev{i}", lifetime=1800)[0] for i in range(slots)]
         rows = [
-            asyncio.run(measure(sim.url, plan, token, c, args.requests, args.rounds))
+            asyncio.run(measure(sim.url, plan, tokens, c, args.requests, args.rounds))
             for c in args.concurrency
         ]
     print(report(rows))
