@@ -84,7 +84,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help=f"run the router here (default {DEFAULT_ROUTER_PORT} with --multi-region)",
     )
-    parser.add_argument("--redis", metavar="URL", help="shared state in Redis, for the router")
+    parser.add_argument("--redis", metavar="URL", help="shared state in Redis (router and regions)")
     parser.add_argument(
         "--wan-latency",
         action="store_true",
@@ -242,6 +242,8 @@ def start_regions(
     jwks = f"{router}/.well-known/jwks.json" if router else None
     for plan in plans:
         argv = plan.command(sys.executable, args.state_dir, kind == "sim", jwks=jwks)
+        if args.redis:  # the router's keys and revocations live there too
+            argv += ["--redis", args.redis]
         stack.enter_context(Child.start(plan.name, argv, log_path=logs / f"{plan.name}.log"))
     deadline = time.monotonic() + 30
     for plan in plans:
