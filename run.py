@@ -5,6 +5,7 @@
     ghostgate token USER [--lifetime SECONDS]
     ghostgate keys create USER | list | revoke KEY_ID
     ghostgate route --location LOC
+    ghostgate bench [--quick]      (python -m loadtests.bench: the gateway's cost measured)
 
 `python run.py ARGS` is `ghostgate up ARGS` when ARGS do not name a command.
 `up` starts backends (simulated unless an Ollama answers), the router (with
@@ -236,7 +237,7 @@ def start_regions(
     router: str | None,
 ) -> None:
     """Start every region process; wait until all are ready, and the router with them."""
-    from router.cluster import wait_ready
+    from router.cluster import wait_ready, wait_router_sees
     from workers.process import Child
 
     jwks = f"{router}/.well-known/jwks.json" if router else None
@@ -249,7 +250,7 @@ def start_regions(
     for plan in plans:
         wait_ready(plan.url, deadline)
     if router is not None:
-        wait_ready(router, deadline)  # ready once its probes have seen a region up
+        wait_router_sees(router, [plan.name for plan in plans], deadline)
 
 
 def install_signal_handlers() -> Callable[[], bool]:
@@ -272,6 +273,10 @@ def supervise(stack: ExitStack, stop: Callable[[], bool]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own flags: see python -m loadtests.bench --help
+        from loadtests.bench.__main__ import main as bench
+
+        return bench(argv[1:])
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv.insert(0, "up")
     args = build_parser().parse_args(argv)

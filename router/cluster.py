@@ -154,6 +154,25 @@ def wait_ready(
     raise TimeoutError(f"{url} not ready: {last}")
 
 
+def wait_router_sees(router: str, names: list[str], deadline: float) -> None:
+    """Poll the router's /readyz until its probes have seen every region up.
+
+    Its /readyz turns 200 with the first region up; a developer who starts
+    right after `up` should already be routed to the nearest, not the first.
+    """
+    last: object = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(router + "/readyz", timeout=1.0) as response:
+                last = json.loads(response.read()).get("regions_up", [])
+        except (OSError, ValueError) as exc:
+            last = str(exc)
+        if isinstance(last, list) and set(names) <= set(last):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{router} does not see every region up: {last}")
+
+
 def banner(info: RunInfo, token: str, state_dir: Path, logs: Path) -> str:
     """What `ghostgate up` prints once everything answers."""
     simulated = info["backend"] == "sim"
