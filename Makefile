@@ -26,6 +26,10 @@ unit: $(STAMP)
 e2e: $(STAMP) system-deps
 	$(BIN)/pytest -m e2e
 
+# The gateway's cost against the backend and nginx (skipped when not installed).
+bench: $(STAMP) system-deps
+	$(BIN)/python -m loadtests.bench $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -268,7 +268,9 @@ async def start_server(config: SimConfig, host: str, port: int) -> tuple[web.App
     await runner.setup()
     _stamp_closes(runner, app[CLOSES])
     try:
-        site = web.TCPSite(runner, host, port)
+        # Ollama (Go) listens with the kernel's somaxconn; aiohttp's default of
+        # 128 makes a burst of new connections wait a second for a SYN retry.
+        site = web.TCPSite(runner, host, port, backlog=4096)
         await site.start()
         bound_port = runner.addresses[0][1]
     except BaseException:
