@@ -8,6 +8,7 @@ at scrape time by a collector instead of being updated on the hot path.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -19,11 +20,28 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+@dataclass(slots=True)
+class WasteTally:
+    """Work a region spared its backends, as plain numbers for /readyz (the router sums them)."""
+
+    cancelled: dict[str, int] = field(default_factory=dict)
+    saved_tokens: int = 0
+    from_memory: int = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "cancelled": dict(self.cancelled),
+            "saved_tokens": self.saved_tokens,
+            "from_memory": self.from_memory,
+        }
+
+
 class Metrics:
     """Every metric one region process exports."""
 
     def __init__(self, region: str) -> None:
         self.region = region
+        self.waste = WasteTally()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(

@@ -139,9 +139,14 @@ class RequestContext:
         now = time.perf_counter()
         if trace.outcome in CANCEL_REASONS and trace.model:
             metrics.cancellations.labels(trace.outcome, trace.stage.value).inc()
+            waste = metrics.waste
+            waste.cancelled[trace.outcome] = waste.cancelled.get(trace.outcome, 0) + 1
             saved = self._saved_tokens(trace)
             if saved:
                 metrics.tokens.labels("saved").inc(saved)
+                waste.saved_tokens += saved
+        elif trace.outcome in ("cache_hit", "typing_through"):
+            metrics.waste.from_memory += 1
         model = trace.model if self._served(trace.model) else ("" if not trace.model else "other")
         status = str(trace.status or 499)
         metrics.requests.labels(metrics.region, trace.route, model, status).inc()

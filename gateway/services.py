@@ -166,6 +166,7 @@ class Services:
             "simulated": self.settings.simulated,
             # What a leak would show: live groups and the process's tasks.
             "groups_live": len(self.supersessions),
+            "waste": self.metrics.waste.snapshot(),
             "store": self.shared.store.status(),
             "store_degraded": self.shared.degraded,
             "tasks": len(asyncio.all_tasks()),

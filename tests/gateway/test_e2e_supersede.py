@@ -86,6 +86,9 @@ async def test_newer_completion_supersedes_older_cleanly(reg: Region) -> None:
     assert 'ghostgate_cancellations_total{reason="superseded",stage="streaming"} 1.0' in metrics
     assert 'ghostgate_tokens_total{kind="saved"}' in metrics
     assert ready["groups_live"] == 0
+    # The same, as plain numbers the router sums on its status page.
+    assert ready["waste"]["cancelled"] == {"superseded": 1}
+    assert ready["waste"]["saved_tokens"] > 400
 
 
 def metrics_text(reg: Region) -> str:
