@@ -39,10 +39,17 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# An over-limit body smaller than this is read to its end (and dropped) before
+# the 413: closing on unread data makes the kernel reset the connection, and the
+# client would lose the answer. Larger ones are refused at once.
+DRAIN_LIMIT = 16 * 1024 * 1024
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing more than `limit` bytes."""
     declared = header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size_known = declared is not None and declared.isdigit()
+    if size_known and int(declared or 0) > max(limit, DRAIN_LIMIT):
         raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
@@ -53,10 +60,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            await _drain(receive, size)
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _drain(receive: Receive, size: int) -> None:
+    message: Message = {"more_body": True}
+    while message.get("more_body", False) and size <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        size += len(message.get("body", b""))
 
 
 async def send_bytes(
