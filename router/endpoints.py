@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Iterable, Mapping
 from importlib import resources
 
 from gateway.asgi import Receive, Scope, Send, header, send_bytes, send_json
@@ -97,8 +98,28 @@ def status_report(services: RouterServices, decision: RouteDecision) -> dict[str
         "wan_latency": services.settings.forward.wan_latency,
         "signing_kid": services.keyring.signer_kid,
         "regions": regions,
+        "savings": sum_savings(view.waste for view in services.prober.views.values()),
         "decision": decision.to_dict(),
     }
+
+
+def sum_savings(reports: Iterable[Mapping[str, object]]) -> dict[str, object]:
+    """Every region's savings added up: cancellations by reason, tokens, memory answers."""
+    cancelled: dict[str, int] = {}
+    saved = from_memory = 0
+    for report in reports:
+        by_reason = report.get("cancelled")
+        if isinstance(by_reason, dict):
+            for reason, count in by_reason.items():
+                if isinstance(count, int):
+                    cancelled[str(reason)] = cancelled.get(str(reason), 0) + count
+        saved += _int(report.get("saved_tokens"))
+        from_memory += _int(report.get("from_memory"))
+    return {"cancelled": cancelled, "saved_tokens": saved, "from_memory": from_memory}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class JwksEndpoint:

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Self
 
@@ -44,6 +44,9 @@ class RegionView:
     simulated: bool = False
     probe_ms: float | None = None
     last_error: str = ""
+    # What the region's savings came to (cancellations, tokens saved, answers from
+    # memory), as its /readyz reports them.
+    waste: dict[str, object] = field(default_factory=dict)
 
     def state(self) -> RegionState:
         """The plain-data input of `choose_region`."""
@@ -67,6 +70,8 @@ class RegionView:
             self.inflight = _count(report.get("inflight"))
             self.queued = _count(report.get("queued"))
             self.capacity = _count(report.get("capacity"))
+            waste = report.get("waste")
+            self.waste = waste if isinstance(waste, dict) else {}
         if self.health.status != before:
             level = logging.INFO if self.health.up else logging.WARNING
             log.log(level, "region %s", self.health.status, extra=self._log_fields())
@@ -89,6 +94,7 @@ class RegionView:
             "simulated": self.simulated,
             "probe_ms": None if self.probe_ms is None else round(self.probe_ms, 2),
             "error": self.last_error,
+            "waste": self.waste,
         }
 
 

@@ -55,6 +55,18 @@ async def test_superseding_through_the_router(gg: Cluster) -> None:
     after = await asyncio.to_thread(sim.stats)
     assert after["aborted"] == before["aborted"] + 1
 
+    def summed() -> dict[str, Any]:
+        savings: dict[str, Any] = get_json(gg.url + "/v1/status")["savings"]
+        return savings
+
+    # The router's status page sums what the regions spared (probed each second).
+    for _ in range(60):
+        savings = await asyncio.to_thread(summed)
+        if savings["cancelled"].get("superseded", 0) >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert savings["cancelled"]["superseded"] >= 1 and savings["saved_tokens"] > 400
+
 
 async def test_cancel_storm_through_the_router_leaves_nothing_in_flight(gg: Cluster) -> None:
     key = await api_key(gg, "heidi")
