@@ -1,15 +1,15 @@
 """`ghostgate` and `python run.py`: the command line of the whole project.
 
     ghostgate up [--multi-region] [--backend auto|ollama|sim] [--ollama URL]...
-                 [--router-port PORT] [--redis URL] [--wan-latency]
+                 [--router-port PORT | --no-router] [--redis URL] [--wan-latency]
     ghostgate token USER [--lifetime SECONDS]
     ghostgate keys create USER | list | revoke KEY_ID
     ghostgate route --location LOC
     ghostgate bench [--quick]      (python -m loadtests.bench: the gateway's cost measured)
 
 `python run.py ARGS` is `ghostgate up ARGS` when ARGS do not name a command.
-`up` starts backends (simulated unless an Ollama answers), the router (with
-`--multi-region` or `--router-port`), one region process per region, waits until
+`up` starts backends (simulated unless an Ollama answers), the router (unless
+`--no-router`), one region process per region, waits until
 each answers `/readyz`, writes `<state-dir>/run.json` (with a ready API key when
 there is a router), prints a banner, and on Ctrl-C or SIGTERM stops everything
 it started, regions first so they drain, then the router, and exits 0.
@@ -83,7 +83,11 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--router-port",
         type=int,
-        help=f"run the router here (default {DEFAULT_ROUTER_PORT} with --multi-region)",
+        default=DEFAULT_ROUTER_PORT,
+        help=f"the router's port (default {DEFAULT_ROUTER_PORT})",
+    )
+    parser.add_argument(
+        "--no-router", action="store_true", help="regions only (tokens from `ghostgate token`)"
     )
     parser.add_argument("--redis", metavar="URL", help="shared state in Redis (router and regions)")
     parser.add_argument(
@@ -139,10 +143,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def router_port(args: argparse.Namespace) -> int | None:
-    """The router's port: `--router-port`, else the default with `--multi-region`."""
-    if args.router_port is not None:
-        return int(args.router_port)
-    return DEFAULT_ROUTER_PORT if args.multi_region else None
+    """The router's port, or None with `--no-router`."""
+    return None if args.no_router else int(args.router_port)
 
 
 def start_router(

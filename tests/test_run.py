@@ -57,7 +57,7 @@ def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) ->
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_up_serves_then_stops_cleanly(tmp_path: Path, signum: int) -> None:
     state = tmp_path / "state"
-    port = free_port()
+    port, router_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -68,6 +68,8 @@ def test_up_serves_then_stops_cleanly(tmp_path: Path, signum: int) -> None:
             str(state),
             "--port",
             str(port),
+            "--router-port",
+            str(router_port),
             "--sim-arg=--load-seconds=0",
         ],
         cwd=ROOT,
@@ -80,6 +82,9 @@ def test_up_serves_then_stops_cleanly(tmp_path: Path, signum: int) -> None:
         info = json.loads((state / "run.json").read_text())
         assert (state / "run.json").stat().st_mode & 0o777 == 0o600
         assert info["backend"] == "sim" and list(info["regions"]) == ["us-west"]
+        # `up` runs the router in front of the region, with a ready API key.
+        assert info["router"] == f"http://127.0.0.1:{router_port}"
+        assert info["api_key"].startswith("gg_")
         url = info["regions"]["us-west"]
         assert url == f"http://127.0.0.1:{port}"
         token = subprocess.run(
@@ -92,7 +97,7 @@ def test_up_serves_then_stops_cleanly(tmp_path: Path, signum: int) -> None:
         with ollama.Client(host=url, headers={"Authorization": f"Bearer {token}"}) as client:
             assert client.generate(model="starcoder2:3b", prompt="def f():", stream=False).done
         assert processes_mentioning(str(state))
-        children = [url, *info["backends"]["us-west"]]
+        children = [url, info["router"], *info["backends"]["us-west"]]
         assert all(listening(u) for u in children)
         process.send_signal(signum)
         output, _ = process.communicate(timeout=30)
