@@ -227,7 +227,7 @@ def _router_setup(router: str, key: str) -> list[str]:
         "  provider: ollama",
         "  model: starcoder2:3b",
         f"  apiBase: {router}",
-        f"  requestOptions: {{headers: {{Authorization: Bearer {key}}}}}",
+        f"  apiKey: {key}",
         "",
         "GitHub Copilot extension (settings.json; details and caveats: README, Router):",
         '  "github.copilot.advanced": {',
@@ -254,5 +254,5 @@ def _direct_setup(region: str) -> list[str]:
         "  provider: ollama",
         "  model: starcoder2:3b",
         f"  apiBase: {region}",
-        "  requestOptions: {headers: {Authorization: Bearer TOKEN}}",
+        "  apiKey: TOKEN",
     ]
