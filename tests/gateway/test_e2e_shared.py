@@ -105,3 +105,36 @@ def test_redis_going_away_fails_no_request(
     redis.start()
     a.wait_until(lambda r: r["store_degraded"] is False, timeout=15, what="Redis back")
     assert generate(b, "frank")[0] == 200
+
+
+def test_revoking_a_key_in_redis_reaches_every_region_within_5s(
+    regions: tuple[Region, Region], redis: RedisServer
+) -> None:
+    import time
+
+    from gateway.store import open_store
+    from gateway.store.base import token_id_for
+    from gateway.tokens import mint
+
+    a, b = regions
+
+    async def create() -> tuple[str, str]:
+        async with open_store(a.state_dir, redis.url) as store:
+            record, _secret = await store.create_key("ivan")
+            return record.key_id, record.user
+
+    key_id, user = asyncio.run(create())
+    token = mint(a.keys.active, user, token_id=token_id_for(key_id))[0]
+    a.tokens[user] = b.tokens[user] = token
+    assert [generate(reg, user)[0] for reg in (a, b)] == [200, 200]
+
+    async def revoke() -> None:
+        async with open_store(a.state_dir, redis.url) as store:
+            assert await store.revoke_key(key_id)
+
+    asyncio.run(revoke())
+    revoked_at = time.monotonic()
+    for reg in (a, b):
+        while generate(reg, user)[0] != 401:
+            assert time.monotonic() - revoked_at < 5.0, "revocation took more than 5 s"
+            time.sleep(0.1)
