@@ -29,7 +29,7 @@ from gateway.errors import (
 )
 from gateway.services import PRINCIPAL_KEY, Services
 from gateway.tokens import Principal, bearer_token
-from gateway.trace import TRACE_KEY, Trace
+from gateway.trace import TRACE_KEY, Trace, access_fields
 
 access_log = logging.getLogger("ghostgate.access")
 log = logging.getLogger("ghostgate.gateway")
@@ -176,21 +176,7 @@ class RequestContext:
 
 
 def _access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
-    # Never the query string, headers or body: they may carry a token or code.
-    fields: dict[str, object] = {
-        "request_id": trace.request_id,
-        "method": scope["method"],
-        "path": scope["path"] if trace.route != "other" else "other",
-        "http_version": scope.get("http_version", ""),
-        "status": trace.status or 499,
-        "outcome": trace.outcome,
-        "duration_ms": round((now - trace.started) * 1000, 2),
-    }
-    if trace.client_first_byte:
-        fields["ttft_ms"] = round((trace.client_first_byte - trace.started) * 1000, 2)
-    overhead = trace.overhead()
-    if overhead is not None:
-        fields["overhead_ms"] = round(overhead * 1000, 3)
+    fields = access_fields(trace, scope, now)
     for name in ("user", "model", "backend", "error", "done_reason"):
         value = getattr(trace, name)
         if value:

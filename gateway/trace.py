@@ -58,6 +58,28 @@ class Trace:
         return max(0.0, before) + max(0.0, after)
 
 
+def access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
+    """The fields every access log line has (gateway and router alike).
+
+    Never the query string, headers or body: they may carry a key, a token or code.
+    """
+    fields: dict[str, object] = {
+        "request_id": trace.request_id,
+        "method": scope["method"],
+        "path": scope["path"] if trace.route != "other" else "other",
+        "http_version": scope.get("http_version", ""),
+        "status": trace.status or 499,
+        "outcome": trace.outcome,
+        "duration_ms": round((now - trace.started) * 1000, 2),
+    }
+    if trace.client_first_byte:
+        fields["ttft_ms"] = round((trace.client_first_byte - trace.started) * 1000, 2)
+    overhead = trace.overhead()
+    if overhead is not None:
+        fields["overhead_ms"] = round(overhead * 1000, 3)
+    return fields
+
+
 def trace_of(scope: Scope) -> Trace:
     """The request's trace, made by the outermost middleware."""
     trace = scope.get(TRACE_KEY)

@@ -21,7 +21,7 @@ from gateway.asgi import ASGIApp, ClientGone, Message, Receive, Scope, Send
 from gateway.errors import Dialect, GatewayError, dialect_for_path, error_body, render_error
 from gateway.middleware import request_id
 from gateway.middleware import route_label as region_route_label
-from gateway.trace import TRACE_KEY, Trace
+from gateway.trace import TRACE_KEY, Trace, access_fields
 from router.metrics import RouterMetrics
 
 access_log = logging.getLogger("ghostgate.access")
@@ -135,21 +135,7 @@ def _with_context(headers: list[tuple[bytes, bytes]], trace: Trace) -> list[tupl
 
 
 def _access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
-    # Never the query string, headers or body: they may carry a key, a token or code.
-    fields: dict[str, object] = {
-        "request_id": trace.request_id,
-        "method": scope["method"],
-        "path": scope["path"] if trace.route != "other" else "other",
-        "http_version": scope.get("http_version", ""),
-        "status": trace.status or 499,
-        "outcome": trace.outcome,
-        "duration_ms": round((now - trace.started) * 1000, 2),
-    }
-    if trace.client_first_byte:
-        fields["ttft_ms"] = round((trace.client_first_byte - trace.started) * 1000, 2)
-    overhead = trace.overhead()
-    if overhead is not None:
-        fields["overhead_ms"] = round(overhead * 1000, 3)
+    fields = access_fields(trace, scope, now)
     if trace.backend:
         fields.update(region=trace.backend, attempts=trace.attempts, stage=trace.stage.value)
     for name in ("user", "error"):
