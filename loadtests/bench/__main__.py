@@ -40,8 +40,8 @@ from loadtests.bench.runner import Plan, run_all
 from loadtests.bench.stack import start_stack
 
 QUICK = Plan(
-    h2load_seconds=3.0,
-    warm_up=1.0,
+    rounds=1,
+    h2load_waves=6,
     min_samples=15,
     waves=2,
     cancels=50,
@@ -51,8 +51,8 @@ QUICK = Plan(
 )
 SMOKE = Plan(
     concurrencies=(4,),
-    h2load_seconds=1.0,
-    warm_up=0.3,
+    rounds=1,
+    h2load_waves=2,
     min_samples=4,
     waves=1,
     cancels=6,

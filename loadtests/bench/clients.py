@@ -76,15 +76,23 @@ def token_gaps(chunks: list[tuple[float, bytes]]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(tokens)]
 
 
+STAGGER = 0.4  # seconds: one stream's length here; workers start spread over it
+
+
 async def drive(
-    one: Callable[[int], Awaitable[Sample]], concurrency: int, total: int
+    one: Callable[[int], Awaitable[Sample]], concurrency: int, total: int, stagger: float = 0.0
 ) -> list[Sample]:
-    """`total` requests, `concurrency` at a time, each worker one after the other."""
+    """`total` requests, `concurrency` at a time, each worker one after the other.
+
+    With `stagger`, worker i starts i/concurrency of it late: editors do not
+    ask in lockstep, and without it every stream would start in the same
+    millisecond as its siblings, for as long as the run lasts."""
     remaining = total
     samples: list[Sample] = []
 
     async def worker(index: int) -> None:
         nonlocal remaining
+        await asyncio.sleep(stagger * index / concurrency)
         while remaining > 0:
             remaining -= 1
             samples.append(await one(index))
@@ -120,7 +128,7 @@ async def _h2_samples(target: Target, concurrency: int, total: int) -> list[Samp
                 return Sample(ok=False)
             return Sample(chunks[0][0] - started, token_gaps(chunks))
 
-        return await drive(one, concurrency, total)
+        return await drive(one, concurrency, total, STAGGER)
     finally:
         for client in clients:
             await client.close()
@@ -146,7 +154,7 @@ async def _h1_samples(target: Target, concurrency: int, total: int) -> list[Samp
                 return Sample(ok=False)
             return Sample(chunks[0][0] - started, token_gaps(chunks))
 
-        return await drive(one, concurrency, total)
+        return await drive(one, concurrency, total, STAGGER)
 
 
 async def cancel_times(target: Target, count: int, concurrency: int, tag: str) -> dict[str, float]:

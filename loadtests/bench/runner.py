@@ -1,9 +1,10 @@
 """The benchmark's phases, in order, against a running `Stack`:
 
-1. for each concurrency, for each path (the order rotates, so no path always
-   runs first after a pause): throughput with h2load, with the CPU time each
-   process spent meanwhile; then time to first token and inter-token gaps
-   with our own clients;
+1. `rounds` times, for each concurrency, for each path (the order rotates,
+   so no path always runs first): throughput with h2load, with the CPU time
+   each process spent meanwhile; then time to first token and inter-token
+   gaps with our own clients. Rounds are pooled: requests over seconds, CPU
+   over requests, percentiles over every sample;
 2. cancel latency per path: streams reset mid-generation, matched with the
    moment the backend's connection closed (`/sim/closes`);
 3. one HTTP/2 connection carrying many requests, 100 streams at a time;
@@ -16,7 +17,6 @@ import asyncio
 import json
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -31,7 +31,7 @@ from loadtests.bench.clients import (
     long_connection,
     stream_samples,
 )
-from loadtests.bench.h2load import parse_output, run_h2load
+from loadtests.bench.h2load import h2load_command, parse_output, run_h2load
 from loadtests.bench.procs import CpuMeter, usage
 from loadtests.bench.stack import Stack
 
@@ -49,10 +49,10 @@ class Plan:
     """How much to measure; `--quick` and `--smoke` are smaller plans."""
 
     concurrencies: tuple[int, ...] = (1, 64, 200)
-    h2load_seconds: float = 8.0
-    warm_up: float = 2.0
-    min_samples: int = 100  # TTFT samples per path and concurrency, at least
-    waves: int = 5  # ... and at least this many rounds of `concurrency` requests
+    rounds: int = 3  # every path and concurrency this often, interleaved
+    h2load_waves: int = 10  # h2load requests per concurrent stream, per round
+    min_samples: int = 40  # TTFT samples per path, concurrency and round, at least
+    waves: int = 2  # ... and at least this many rounds of `concurrency` requests
     cancels: int = 200
     cancel_concurrency: int = 10
     long_requests: int = 10_000
@@ -71,6 +71,8 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class PathRun:
+    """One path at one concurrency, summed over the rounds."""
+
     path: str
     concurrency: int
     requests_per_second: float | None = None
@@ -84,29 +86,50 @@ class PathRun:
     gap_p99_ms: float = float("nan")
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    # Accumulated over the rounds, summarised by `finish`.
+    h2load_seconds: float = field(default=0.0, repr=False)
+    cpu_seconds: dict[str, float] = field(default_factory=dict, repr=False)
+    ttft: list[float] = field(default_factory=list, repr=False)
+    gaps: list[float] = field(default_factory=list, repr=False)
+
+    def finish(self) -> None:
+        if self.h2load_seconds > 0:
+            self.requests_per_second = self.h2load_requests / self.h2load_seconds
+        if self.h2load_requests:
+            self.cpu_ms_per_request = {
+                name: seconds * 1000 / self.h2load_requests
+                for name, seconds in self.cpu_seconds.items()
+            }
+        self.ttft_p50_ms, self.ttft_p99_ms = percentile(self.ttft, 50), percentile(self.ttft, 99)
+        self.gap_p50_ms, self.gap_p99_ms = percentile(self.gaps, 50), percentile(self.gaps, 99)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("h2load_seconds", "cpu_seconds", "ttft", "gaps"):
+            data.pop(name)
+        return data
 
 
 def measure_throughput(
     stack: Stack, run: PathRun, plan: Plan, binary: str, body_file: Path
 ) -> None:
-    """h2load for `plan.h2load_seconds` after its warm-up; CPU metered over the
-    measured window only (the meter starts when the warm-up ends)."""
+    """One h2load run of `plan.h2load_waves` requests per stream, after a warm-up
+    wave (so the proxy's backend connections are open), CPU metered around it."""
     target = stack.targets[run.path]
+    run_h2load(binary, target, run.concurrency, body_file, run.concurrency)
     meter = CpuMeter({name: stack.pids[name] for name in PROCESSES[run.path]})
-    timer = threading.Timer(plan.warm_up, meter.start)
-    timer.start()
+    meter.start()
     result = run_h2load(
-        binary, target, run.concurrency, body_file, plan.h2load_seconds, plan.warm_up
+        binary, target, run.concurrency, body_file, run.concurrency * plan.h2load_waves
     )
-    timer.join()
     spent = meter.stop()
-    run.requests_per_second = result.requests_per_second
-    run.h2load_requests, run.h2load_failed = result.done, result.failed
-    measured = result.done  # requests finished within the measured window
+    run.h2load_requests += result.done
+    run.h2load_failed += result.failed
+    if result.requests_per_second:
+        run.h2load_seconds += result.done / result.requests_per_second
     for name, used in spent.items():
-        if measured > 0:
-            run.cpu_ms_per_request[name] = used.cpu_seconds * 1000 / measured
-        run.rss_mb[name] = used.rss_mb
+        run.cpu_seconds[name] = run.cpu_seconds.get(name, 0.0) + used.cpu_seconds
+        run.rss_mb[name] = max(run.rss_mb.get(name, 0.0), used.rss_mb)
 
 
 def measure_latency(stack: Stack, run: PathRun, plan: Plan) -> None:
@@ -115,11 +138,10 @@ def measure_latency(stack: Stack, run: PathRun, plan: Plan) -> None:
         stream_samples(stack.targets[run.path], run.concurrency, total)
     )
     good = [s for s in samples if s.ok]
-    run.samples, run.failed = len(good), len(samples) - len(good)
-    ttft = [s.ttft * 1000 for s in good]
-    gaps = [gap * 1000 for s in good for gap in s.gaps]
-    run.ttft_p50_ms, run.ttft_p99_ms = percentile(ttft, 50), percentile(ttft, 99)
-    run.gap_p50_ms, run.gap_p99_ms = percentile(gaps, 50), percentile(gaps, 99)
+    run.samples += len(good)
+    run.failed += len(samples) - len(good)
+    run.ttft += [s.ttft * 1000 for s in good]
+    run.gaps += [gap * 1000 for s in good for gap in s.gaps]
 
 
 def measure_cancels(stack: Stack, path: str, plan: Plan) -> dict[str, Any]:
@@ -153,11 +175,8 @@ def measure_many_streams(stack: Stack, plan: Plan, binary: str, body_file: Path)
     """The region's memory while it holds `plan.rss_streams` streams at once
     (h2load: 20 connections of 100 streams), sampled every 100 ms."""
     target = stack.targets["region"]
-    connections = -(-plan.rss_streams // STREAMS_PER_CONNECTION)
     requests = plan.rss_streams * 2
-    argv = [binary, "-c", str(connections), "-m", str(STREAMS_PER_CONNECTION)]
-    argv += ["-n", str(requests), "-d", str(body_file), "-H", "content-type: application/json"]
-    argv += ["-H", f"authorization: {target.authorization}", target.url + "/api/generate"]
+    argv = h2load_command(binary, target, plan.rss_streams, body_file, requests)
     before = usage(stack.pids["region"])
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak_rss, peak_inflight = 0.0, 0
@@ -179,19 +198,24 @@ def measure_many_streams(stack: Stack, plan: Plan, binary: str, body_file: Path)
 
 def run_all(stack: Stack, plan: Plan, binary: str, log: Any) -> dict[str, Any]:
     paths = [p for p in PROCESSES if p in stack.targets]
-    runs: list[PathRun] = []
+    runs = {(p, c): PathRun(p, c) for c in plan.concurrencies for p in paths}
     with tempfile.NamedTemporaryFile(suffix=".json") as handle:
         body_file = Path(handle.name)
         body_file.write_bytes(body())
-        for index, concurrency in enumerate(plan.concurrencies):
-            order = paths[index % len(paths) :] + paths[: index % len(paths)]
-            for path in order:
-                run = PathRun(path, concurrency)
-                if concurrency > 1:
-                    measure_throughput(stack, run, plan, binary, body_file)
-                measure_latency(stack, run, plan)
-                log(_progress(run))
-                runs.append(run)
+        step = 0
+        for _ in range(plan.rounds):
+            for concurrency in plan.concurrencies:
+                # Rotate the order, so no path always runs first (or last).
+                order = paths[step % len(paths) :] + paths[: step % len(paths)]
+                step += 1
+                for path in order:
+                    run = runs[(path, concurrency)]
+                    if concurrency > 1:
+                        measure_throughput(stack, run, plan, binary, body_file)
+                    measure_latency(stack, run, plan)
+        for run in runs.values():
+            run.finish()
+            log(_progress(run))
         cancels = [measure_cancels(stack, path, plan) for path in paths]
         log(f"cancels: {[(c['path'], round(c['p99_ms'], 2)) for c in cancels]}")
         long = [measure_long_connection(stack, p, plan) for p in plan.long_paths if p in paths]
@@ -199,7 +223,7 @@ def run_all(stack: Stack, plan: Plan, binary: str, log: Any) -> dict[str, Any]:
         many = measure_many_streams(stack, plan, binary, body_file) if plan.rss_streams else None
         log(f"many streams: {many}")
     return {
-        "runs": [asdict(run) for run in runs],
+        "runs": [run.summary() for run in runs.values()],
         "cancel": cancels,
         "long_connection": long,
         "many_streams": many,
