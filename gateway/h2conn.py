@@ -43,6 +43,8 @@ from h2.errors import ErrorCodes
 from hpack.struct import Header
 from hyperframe.frame import Frame, GoAwayFrame
 
+from gateway import hpack_tuning
+
 READ_SIZE = 64 * 1024
 DEFAULT_WINDOW = 65_535  # RFC 9113 initial window, for the connection and each stream
 STREAM_WINDOW = 1024 * 1024  # what we let the server send ahead, per stream
@@ -124,12 +126,19 @@ def build_request_headers(
 
 
 class _ClientH2(h2.connection.H2Connection):
-    """h2 that keeps the connection open after a graceful GOAWAY.
+    """h2 that keeps the connection open after a graceful GOAWAY, and sends
+    header strings without Huffman coding (gateway/hpack_tuning.py: for a
+    router relaying hundreds of requests a second, the coding cost more CPU
+    than the bytes it saves).
 
     h2 closes its state machine on any GOAWAY (python-hyper/h2#1181) and then
     rejects the frames of the streams the server promised to finish, even
     those later in the same read. We restore the state; we open no new stream.
     """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        hpack_tuning.plain_encoding(self)
 
     def _receive_goaway_frame(
         self, frame: GoAwayFrame

@@ -33,6 +33,8 @@ from hypercorn.protocol.events import InformationalResponse, Response
 from hypercorn.protocol.h2 import H2Protocol
 from priority.priority import DeadlockError, DuplicateStreamError, MissingStreamError
 
+from gateway import hpack_tuning
+
 FLUSH_BYTES = 64 * 1024  # write at least this often while streams keep having data
 
 
@@ -114,6 +116,7 @@ _original_stream_send = H2Protocol.stream_send
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_init(self, *args, **kwargs)
+    hpack_tuning.plain_encoding(self.connection)
     self.priority = RoundRobin()
     self._ghostgate_unflushed = 0
 

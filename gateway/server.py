@@ -19,7 +19,7 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from gateway import hypercorn_h2, hypercorn_patch
+from gateway import hpack_tuning, hypercorn_h2, hypercorn_patch
 from gateway.asgi import ASGIApp
 from gateway.middleware import JsonFormatter
 from gateway.settings import GatewaySettings, ServerSettings
@@ -73,6 +73,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(signum, begin_drain)
     hypercorn_patch.apply()
     hypercorn_h2.apply()
+    hpack_tuning.apply()
     await serve(app, hypercorn_config(settings.server), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
