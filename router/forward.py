@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from gateway.asgi import Headers, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.errors import NoCapacity, Unauthorized, UpstreamError, UpstreamTimeout
 from gateway.h2client import ConnectError, H2Error, H2Stream
+from gateway.idle_timeout import IdleTimeout
 from gateway.trace import Stage, Trace, trace_of
 from router.choice import Alternative
 from router.services import Caller, RouterServices
@@ -178,10 +179,13 @@ class Forwarder:
         trace.stage = Stage.STREAMING
         chunk = first
         try:
-            while chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                async with asyncio.timeout(self.settings.read_timeout):
+            # One timer for the stream, not one per chunk (gateway/idle_timeout.py).
+            async with IdleTimeout(self.settings.read_timeout) as idle:
+                while chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    idle.touch()  # a client too slow to read is not the region stalling
                     chunk = await stream.read_chunk()
+                    idle.touch()
         except H2Error as exc:
             raise UpstreamError(f"region {trace.backend} failed mid-stream: {exc}") from exc
         except TimeoutError:
