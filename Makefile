@@ -8,8 +8,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS   ?=
+LITELLM_VERSION := 1.106.0
+LITELLM := .venv-litellm/bin/litellm
 
-.PHONY: run run-single test lint typecheck unit e2e bench system-deps clean
+.PHONY: run run-single test lint typecheck unit e2e bench bench-deps system-deps clean
 
 run: $(STAMP)
 	$(BIN)/python run.py up --multi-region $(ARGS)
@@ -26,9 +28,16 @@ unit: $(STAMP)
 e2e: $(STAMP) system-deps
 	$(BIN)/pytest -m e2e
 
-# The gateway's cost against the backend and nginx (skipped when not installed).
-bench: $(STAMP) system-deps
+# The gateway's cost against the backend, nginx and LiteLLM (loadtests/bench).
+bench: $(STAMP) system-deps bench-deps $(LITELLM)
 	$(BIN)/python -m loadtests.bench $(ARGS)
+
+# LiteLLM's proxy, the other reference, in a venv of its own: it pins its own
+# openai, httpx and pydantic, which are not Ghostgate's.
+$(LITELLM):
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/python -m pip install --quiet --upgrade pip
+	.venv-litellm/bin/python -m pip install --quiet 'litellm[proxy]==$(LITELLM_VERSION)'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,5 +61,14 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server nghttp2-client >/dev/null; }
 
+# nginx-light for the benchmark's reference path; the bench runs its own nginx on
+# a free port, so the system service the package starts is stopped again.
+bench-deps:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { \
+	  echo "installing nginx-light from Debian (the benchmark's reference proxy)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx-light >/dev/null; \
+	  $(SUDO) service nginx stop >/dev/null 2>&1 || true; }
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-litellm .pytest_cache .mypy_cache .ruff_cache *.egg-info

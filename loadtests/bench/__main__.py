@@ -1,18 +1,20 @@
 """`python -m loadtests.bench` (or `ghostgate bench`): what the gateway's hop costs.
 
     python -m loadtests.bench [--quick | --smoke] [--out DIR] [--concurrency N ...]
-                              [--region-arg=FLAG ...] [--no-nginx]
+                              [--region-arg=FLAG ...] [--no-nginx] [--no-litellm]
 
 Starts a simulated Ollama worker in fast mode (20 NDJSON tokens, 20 ms apart),
-a region proxy and the router in front of it, and nginx when installed, then
-measures each path against the same worker: straight to the backend, through
-the region, through the router and the region, through nginx (LiteLLM is left
-out unless installed, and not driven even then). Writes DIR/bench.json,
-DIR/bench.md (the tables and the targets) and DIR/bench.png (time to first
-token against concurrency; needs matplotlib). Default DIR: results/bench.
+a region proxy and the router in front of it, nginx and LiteLLM's proxy when
+installed, then measures each path against the same worker: straight to the
+backend, through the region, through the router and the region, through nginx
+(HTTP/2 in, pooled HTTP/1.1 out), through LiteLLM (OpenAI's /v1/completions,
+HTTP/1.1). Writes DIR/bench.json, DIR/bench.md (the tables and the targets)
+and DIR/bench.png (time to first token against concurrency). Default DIR:
+results/bench. `make bench` installs nginx and LiteLLM first.
 
-`--quick` (under 2 minutes) is what the README's table comes from; the full run
-adds samples, 10,000 requests on one connection and 2,000 streams at once.
+The full run (about 15 minutes) is the README's table: three interleaved
+rounds per path and concurrency, 10,000 requests on one connection and 2,000
+streams at once. `--quick` (a few minutes) measures less of each.
 `--smoke` is the test suite's: seconds, and no target is meaningful.
 """
 
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="under 2 minutes (the README's)")
+    size.add_argument("--quick", action="store_true", help="a few minutes, fewer samples")
     size.add_argument("--smoke", action="store_true", help="seconds: the test suite's")
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
     parser.add_argument("--concurrency", type=int, nargs="+", help="instead of 1 64 200")
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra flag for the region process, e.g. --region-arg=--log-level=warning",
     )
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM out")
     return parser
 
 
@@ -125,15 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     slots = max(*plan.concurrencies, plan.rss_streams, 100) + 8
     with tempfile.TemporaryDirectory(prefix="ghostgate-bench-") as tmp, ExitStack() as stack:
-        running = start_stack(stack, Path(tmp), slots, args.region_arg, not args.no_nginx)
+        running = start_stack(
+            stack, Path(tmp), slots, args.region_arg, not args.no_nginx, not args.no_litellm
+        )
         if args.no_nginx:
             running.skipped["nginx"] = "left out (--no-nginx)"
-        try:
-            import litellm  # type: ignore[import-not-found]  # noqa: F401
-        except ImportError:
-            running.skipped["litellm"] = "not installed"
-        else:
-            running.skipped["litellm"] = "installed, but its proxy is not driven yet"
+        if args.no_litellm:
+            running.skipped["litellm"] = "left out (--no-litellm)"
         measured = run_all(running, plan, binary, lambda line: print(line, flush=True))
     command = "python -m loadtests.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     result = {

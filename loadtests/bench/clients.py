@@ -26,7 +26,13 @@ MODEL = "starcoder2:3b"
 STREAMS_PER_CONNECTION = 100  # below nginx's and Hypercorn's limits (128, 256)
 
 
-def body(prompt: str = "def fib(n):") -> bytes:
+def body(prompt: str = "def fib(n):", openai: bool = False) -> bytes:
+    """A streamed completion request: Ollama's /api/generate, or OpenAI's
+    /v1/completions (LiteLLM's path; the simulated worker's fast mode sends
+    its fixed tokens whatever `max_tokens` says)."""
+    if openai:
+        request = {"model": MODEL, "prompt": prompt, "stream": True, "max_tokens": 64}
+        return json.dumps(request).encode()
     return json.dumps({"model": MODEL, "prompt": prompt, "stream": True}).encode()
 
 
@@ -39,10 +45,18 @@ class Target:
     port: int
     http2: bool
     authorization: str = field(default="", repr=False)
+    openai: bool = False  # OpenAI's /v1/completions with SSE instead of Ollama's NDJSON
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def path(self) -> str:
+        return "/v1/completions" if self.openai else "/api/generate"
+
+    def body(self, prompt: str = "def fib(n):") -> bytes:
+        return body(prompt, self.openai)
 
     def headers(self, group: str) -> list[tuple[str, str]]:
         headers = [("content-type", "application/json"), ("x-ghostgate-group", group)]
@@ -63,15 +77,18 @@ class Sample:
 def token_gaps(chunks: list[tuple[float, bytes]]) -> list[float]:
     """Gaps between consecutive token lines, the final stats line left out.
 
-    Each line takes the arrival time of the read that completed it; two lines
-    in one read are 0 s apart, which is what the reader experienced."""
+    NDJSON lines or SSE `data:` events (blank lines and `data: [DONE]` are
+    not tokens; the last event, with the finish reason, is left out as
+    Ollama's `done` line is). Each line takes the arrival time of the read
+    that completed it; two lines in one read are 0 s apart, which is what the
+    reader experienced."""
     arrivals: list[float] = []
     pending = b""
     for at, data in chunks:
         pending += data
         lines = pending.split(b"\n")
         pending = lines.pop()
-        arrivals.extend(at for line in lines if line.strip())
+        arrivals.extend(at for line in lines if line.strip() and line.strip() != b"data: [DONE]")
     tokens = arrivals[:-1]  # the last line is Ollama's `done` line with the stats
     return [b - a for a, b in itertools.pairwise(tokens)]
 
@@ -111,7 +128,7 @@ async def stream_samples(target: Target, concurrency: int, total: int) -> list[S
 async def _h2_samples(target: Target, concurrency: int, total: int) -> list[Sample]:
     count = max(1, -(-concurrency // STREAMS_PER_CONNECTION))
     clients = [H2Client(target.host, target.port) for _ in range(count)]
-    payload = body()
+    payload = target.body()
     try:
 
         async def one(worker: int) -> Sample:
@@ -119,7 +136,7 @@ async def _h2_samples(target: Target, concurrency: int, total: int) -> list[Samp
             started = time.monotonic()
             try:
                 stream = await client.request(
-                    "POST", "/api/generate", target.headers(f"w{worker}"), payload
+                    "POST", target.path, target.headers(f"w{worker}"), payload
                 )
                 chunks = [(time.monotonic(), chunk) async for chunk in stream]
             except H2Error:
@@ -136,7 +153,7 @@ async def _h2_samples(target: Target, concurrency: int, total: int) -> list[Samp
 
 async def _h1_samples(target: Target, concurrency: int, total: int) -> list[Sample]:
     connector = aiohttp.TCPConnector(limit=concurrency)
-    payload = body()
+    payload = target.body()
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(worker: int) -> Sample:
@@ -144,7 +161,7 @@ async def _h1_samples(target: Target, concurrency: int, total: int) -> list[Samp
             started = time.monotonic()
             try:
                 async with session.post(
-                    target.url + "/api/generate", data=payload, headers=headers
+                    target.url + target.path, data=payload, headers=headers
                 ) as response:
                     chunks = [(time.monotonic(), c) async for c in response.content.iter_any()]
                     status = response.status
@@ -173,7 +190,7 @@ async def cancel_times(target: Target, count: int, concurrency: int, tag: str) -
         delay = (index % 10) * 0.002
         if target.http2:
             stream = await clients[0].request(
-                "POST", "/api/generate", target.headers(f"c{index}"), body(prompt)
+                "POST", target.path, target.headers(f"c{index}"), target.body(prompt)
             )
             await stream.read_chunk()
             await asyncio.sleep(delay)
@@ -182,8 +199,8 @@ async def cancel_times(target: Target, count: int, concurrency: int, tag: str) -
             return
         async with aiohttp.ClientSession() as session:
             response = await session.post(
-                target.url + "/api/generate",
-                data=body(prompt),
+                target.url + target.path,
+                data=target.body(prompt),
                 headers=dict(target.headers(f"c{index}")),
             )
             await response.content.readany()
@@ -219,7 +236,7 @@ async def long_connection(target: Target, requests: int, concurrency: int) -> Lo
     No request budget per connection on the client: a server that sends GOAWAY
     after N requests shows up as a second connection or a retry."""
     client = H2Client(target.host, target.port)
-    payload = body()
+    payload = target.body()
     succeeded = 0
     started = time.monotonic()
 
@@ -227,7 +244,7 @@ async def long_connection(target: Target, requests: int, concurrency: int) -> Lo
         nonlocal succeeded
         try:
             stream = await client.request(
-                "POST", "/api/generate", target.headers(f"w{worker}"), payload
+                "POST", target.path, target.headers(f"w{worker}"), payload
             )
             data = await stream.read_all()
         except H2Error:

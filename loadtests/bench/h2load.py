@@ -43,7 +43,7 @@ def h2load_command(
     argv += ["-d", str(body_file), "-H", "content-type: application/json"]
     if target.authorization:
         argv += ["-H", f"authorization: {target.authorization}"]
-    return [*argv, target.url + "/api/generate"]
+    return [*argv, target.url + target.path]
 
 
 def parse_output(text: str) -> Throughput:

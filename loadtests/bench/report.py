@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-PROXY_OF = {"region": "region", "router": "router", "nginx": "nginx"}
+PROXY_OF = {"region": "region", "router": "router", "nginx": "nginx", "litellm": "litellm"}
+PROXIES = ("router", "region", "nginx", "litellm")
 REFERENCE = 200  # the concurrency the targets are set at
 
 
@@ -46,13 +47,9 @@ def main_table(result: dict[str, Any]) -> str:
                 f"{run['ttft_p99_ms'] - direct['ttft_p99_ms']:+.2f}",
             )
         cpu = run["cpu_ms_per_request"]
-        proxy = " + ".join(
-            f"{name} {_num(cpu.get(name))}" for name in ("router", "region", "nginx") if name in cpu
-        )
+        proxy = " + ".join(f"{name} {_num(cpu.get(name))}" for name in PROXIES if name in cpu)
         rss = " + ".join(
-            f"{_num(run['rss_mb'].get(name), 0)}"
-            for name in ("router", "region", "nginx")
-            if name in run["rss_mb"]
+            f"{_num(run['rss_mb'].get(name), 0)}" for name in PROXIES if name in run["rss_mb"]
         )
         lines.append(
             f"| {path} | {concurrency} | {_num(rps, 1)} | {share} | {_num(run['ttft_p50_ms'])} | "

@@ -26,7 +26,7 @@ from typing import Any
 from loadtests.bench.clients import (
     STREAMS_PER_CONNECTION,
     Sample,
-    body,
+    Target,
     cancel_times,
     long_connection,
     stream_samples,
@@ -41,6 +41,7 @@ PROCESSES = {
     "region": ("region", "backend"),
     "router": ("router", "region", "backend"),
     "nginx": ("nginx", "backend"),
+    "litellm": ("litellm", "backend"),
 }
 
 
@@ -110,12 +111,11 @@ class PathRun:
         return data
 
 
-def measure_throughput(
-    stack: Stack, run: PathRun, plan: Plan, binary: str, body_file: Path
-) -> None:
+def measure_throughput(stack: Stack, run: PathRun, plan: Plan, binary: str, bodies: Path) -> None:
     """One h2load run of `plan.h2load_waves` requests per stream, after a warm-up
     wave (so the proxy's backend connections are open), CPU metered around it."""
     target = stack.targets[run.path]
+    body_file = body_path(bodies, target)
     run_h2load(binary, target, run.concurrency, body_file, run.concurrency)
     meter = CpuMeter({name: stack.pids[name] for name in PROCESSES[run.path]})
     meter.start()
@@ -196,12 +196,18 @@ def measure_many_streams(stack: Stack, plan: Plan, binary: str, body_file: Path)
     }
 
 
+def body_path(directory: Path, target: Target) -> Path:
+    """Where h2load reads the request body for `target` (one file per dialect)."""
+    return directory / ("openai.json" if target.openai else "ollama.json")
+
+
 def run_all(stack: Stack, plan: Plan, binary: str, log: Any) -> dict[str, Any]:
     paths = [p for p in PROCESSES if p in stack.targets]
     runs = {(p, c): PathRun(p, c) for c in plan.concurrencies for p in paths}
-    with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-        body_file = Path(handle.name)
-        body_file.write_bytes(body())
+    with tempfile.TemporaryDirectory(prefix="bench-bodies-") as bodies_dir:
+        bodies = Path(bodies_dir)
+        for target in stack.targets.values():
+            body_path(bodies, target).write_bytes(target.body())
         step = 0
         for _ in range(plan.rounds):
             for concurrency in plan.concurrencies:
@@ -211,7 +217,7 @@ def run_all(stack: Stack, plan: Plan, binary: str, log: Any) -> dict[str, Any]:
                 for path in order:
                     run = runs[(path, concurrency)]
                     if concurrency > 1:
-                        measure_throughput(stack, run, plan, binary, body_file)
+                        measure_throughput(stack, run, plan, binary, bodies)
                     measure_latency(stack, run, plan)
         for run in runs.values():
             run.finish()
@@ -220,7 +226,11 @@ def run_all(stack: Stack, plan: Plan, binary: str, log: Any) -> dict[str, Any]:
         log(f"cancels: {[(c['path'], round(c['p99_ms'], 2)) for c in cancels]}")
         long = [measure_long_connection(stack, p, plan) for p in plan.long_paths if p in paths]
         log(f"long connection: {long}")
-        many = measure_many_streams(stack, plan, binary, body_file) if plan.rss_streams else None
+        many = (
+            measure_many_streams(stack, plan, binary, body_path(bodies, stack.targets["region"]))
+            if plan.rss_streams
+            else None
+        )
         log(f"many streams: {many}")
     return {
         "runs": [run.summary() for run in runs.values()],

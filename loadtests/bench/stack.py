@@ -3,6 +3,7 @@
     simulated backend (fast mode: 20 NDJSON tokens, 20 ms apart)
       <- region proxy (python -m gateway)  <- router (python -m router, forward mode)
       <- nginx (when installed)
+      <- LiteLLM's proxy (when installed; OpenAI's /v1/completions)
 
 All of them share the one backend, so every path is measured against the same
 worker. The region runs with the per-user limits off (the benchmark is one user
@@ -14,6 +15,7 @@ supersede each other.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import sys
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 from gateway.keystore import SigningKeys
 from gateway.tokens import mint
 from loadtests.bench.clients import Target
+from loadtests.bench.litellm import litellm_binary, litellm_command, litellm_config, litellm_env
 from loadtests.bench.nginx import nginx_binary, nginx_command, nginx_config
 from router.cli import create_key
 from router.cluster import RegionPlan, router_command, wait_ready
@@ -52,7 +55,12 @@ class Stack:
 
 
 def start_stack(
-    stack: ExitStack, state: Path, slots: int, region_args: list[str], with_nginx: bool = True
+    stack: ExitStack,
+    state: Path,
+    slots: int,
+    region_args: list[str],
+    with_nginx: bool = True,
+    with_litellm: bool = True,
 ) -> Stack:
     """Start everything; `stack` stops it all, last started first."""
     logs = state / "logs"
@@ -81,6 +89,8 @@ def start_stack(
     )
     if with_nginx:
         _start_nginx(stack, state, sim.url, result)
+    if with_litellm:
+        _start_litellm(stack, state, sim.url, result)
     return result
 
 
@@ -118,6 +128,37 @@ def _start_nginx(stack: ExitStack, state: Path, backend: str, result: Stack) -> 
             time.sleep(0.05)
     result.targets["nginx"] = Target("nginx", HOST, port, True)
     result.pids["nginx"] = child.pid
+
+
+def _start_litellm(stack: ExitStack, state: Path, backend: str, result: Stack) -> None:
+    binary = litellm_binary()
+    if binary is None:
+        result.skipped["litellm"] = "not installed (make bench installs it into .venv-litellm)"
+        return
+    config = state / "litellm.yaml"
+    config.write_text(litellm_config(backend))
+    port = free_port()
+    argv = litellm_command(binary, config, HOST, port)
+    master_key = "sk-bench-" + secrets.token_hex(16)
+    child = stack.enter_context(
+        Child.start(
+            "litellm", argv, log_path=state / "logs/litellm.log", env=litellm_env(master_key)
+        )
+    )
+    url = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + 120  # it imports for a while
+    while True:
+        try:
+            wait_ready(url, time.monotonic() + 1, path="/health/liveliness")
+            break
+        except TimeoutError:
+            if not child.alive() or time.monotonic() > deadline:
+                result.skipped["litellm"] = "did not start" + child.log_tail()
+                return
+    result.targets["litellm"] = Target(
+        "litellm", HOST, port, http2=False, authorization=f"Bearer {master_key}", openai=True
+    )
+    result.pids["litellm"] = child.pid
 
 
 def _wait(child: Child, url: str, path: str = "/readyz") -> None:

@@ -3,12 +3,14 @@ percentiles, and the targets read from a result."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
 from loadtests.bench.clients import Target, token_gaps
 from loadtests.bench.h2load import h2load_command, parse_output
+from loadtests.bench.litellm import litellm_command, litellm_config
 from loadtests.bench.procs import parse_stat, parse_status_kib, usage
 from loadtests.bench.report import markdown, targets
 from loadtests.bench.runner import percentile
@@ -64,6 +66,30 @@ def test_gaps_between_token_lines_without_the_done_line() -> None:
     assert token_gaps([(0.0, b'{"t":1}\n{"t"'), (0.01, b":2}\n"), (0.01, b'{"done":1}\n')]) == [
         0.01
     ]
+
+
+def test_gaps_between_sse_events_without_the_finish_event_or_done() -> None:
+    chunks = [
+        (0.00, b'data: {"t":1}\n\n'),
+        (0.02, b'data: {"t":2}\n\ndata: {"t":3}\n\n'),
+        (0.05, b'data: {"finish_reason":"stop"}\n\n'),
+        (0.05, b"data: [DONE]\n\n"),
+    ]
+    assert [round(g, 3) for g in token_gaps(chunks)] == [0.02, 0.0]
+
+
+def test_litellm_path_speaks_openai_over_http1() -> None:
+    target = Target("litellm", "127.0.0.1", 4000, http2=False, openai=True)
+    assert target.path == "/v1/completions"
+    request = json.loads(target.body("x = "))
+    assert request["prompt"] == "x = " and request["stream"] is True
+    argv = h2load_command("h2load", target, 8, Path("b"), 80)
+    assert "--h1" in argv and argv[-1] == "http://127.0.0.1:4000/v1/completions"
+    config = litellm_config("http://127.0.0.1:11434")
+    assert 'model: "ollama/starcoder2:3b"' in config
+    assert 'api_base: "http://127.0.0.1:11434"' in config
+    argv = litellm_command("litellm", Path("c.yaml"), "127.0.0.1", 4000)
+    assert argv[argv.index("--port") + 1] == "4000" and argv[argv.index("--config") + 1] == "c.yaml"
 
 
 def test_percentile_nearest_rank() -> None:
