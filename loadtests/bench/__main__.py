@@ -12,9 +12,9 @@ HTTP/1.1). Writes DIR/bench.json, DIR/bench.md (the tables and the targets)
 and DIR/bench.png (time to first token against concurrency). Default DIR:
 results/bench. `make bench` installs nginx and LiteLLM first.
 
-The full run (about 15 minutes) is the README's table: three interleaved
-rounds per path and concurrency, 10,000 requests on one connection and 2,000
-streams at once. `--quick` (a few minutes) measures less of each.
+The full run (about 20 minutes, a third of it LiteLLM's) is the README's
+table: three interleaved rounds per path and concurrency, 10,000 requests on
+one connection and 2,000 streams at once. `--quick` measures less of each.
 `--smoke` is the test suite's: seconds, and no target is meaningful.
 """
 
