@@ -206,6 +206,28 @@ def test_http11_close_mid_stream_stops_the_backend(reg: Region) -> None:
     reg.wait_until(lambda r: r["inflight"] == 0, what="no request in flight")
 
 
+def test_http11_status_lines_carry_their_reason_phrase(reg: Region) -> None:
+    """Hypercorn sends `HTTP/1.1 200 ` with no phrase; clients such as h2load's
+    HTTP/1.1 mode then never see a status (gateway/hypercorn_patch.py)."""
+
+    def status_line(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:
+            sock.sendall(request)
+            received = b""
+            while b"\r\n" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, received
+                received += chunk
+        return received.split(b"\r\n", 1)[0]
+
+    body = generate_body(3)
+    assert status_line(http11_post("/api/generate", reg.token(), body)) == b"HTTP/1.1 200 OK"
+    assert status_line(http11_post("/api/generate", "forged", body)) == (
+        b"HTTP/1.1 401 Unauthorized"
+    )
+    assert status_line(b"GET /healthz HTTP/1.1\r\nHost: ghostgate\r\n\r\n") == (b"HTTP/1.1 200 OK")
+
+
 async def test_tls_with_alpn_h2(tmp_path: Path) -> None:
     import ssl
 
