@@ -4,6 +4,7 @@
       └── Authenticate (bearer token on API routes)
             └── Routes: API endpoints, plain ASGI, looked up in a dict
                   └── FastAPI: /healthz, /readyz, /metrics, and 404s in dialect
+                      (gateway/operations.py, shared with the router)
 
 The API endpoints are plain ASGI callables found by one dict lookup: the hot
 path never goes through FastAPI's per-request machinery. FastAPI serves the
@@ -13,19 +14,15 @@ async resource.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from gateway.asgi import ASGIApp, Receive, Scope, Send
-from gateway.errors import MethodNotAllowed, NotFound, dialect_for_path, render_error
+from gateway.errors import MethodNotAllowed, dialect_for_path
 from gateway.middleware import Authenticate, RequestContext, UserLimits
 from gateway.ollama_api import parse_chat, parse_generate
 from gateway.ollama_routes import GenerationEndpoint, ShowEndpoint, listing, root, version
 from gateway.openai_routes import ChatCompletionsEndpoint, CompletionsEndpoint, models_listing
+from gateway.operations import operations_app
 from gateway.scheduler import Priority
 from gateway.services import Services
 from gateway.settings import GatewaySettings
@@ -91,48 +88,15 @@ def openai_routes(services: Services) -> RouteTable:
     }
 
 
-def operations_app(services: Services) -> FastAPI:
-    """FastAPI for health, readiness and metrics; owns the lifespan."""
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with services.running():
-            yield
-
-    app = FastAPI(
-        title="Ghostgate region", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+def region_operations(services: Services) -> FastAPI:
+    return operations_app(
+        "Ghostgate region",
+        running=services.running,
+        readiness=services.readiness,
+        metrics=services.metrics,
+        alive={"status": "alive", "region": services.settings.region},
+        dialect=dialect_for_path,
     )
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, object]:
-        return {"status": "alive", "region": services.settings.region}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        ready, report = services.readiness()
-        return JSONResponse(report, status_code=200 if ready else 503)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(
-            services.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        error = (
-            NotFound(f"no route {request.url.path}")
-            if exc.status_code == 404
-            else MethodNotAllowed(str(exc.detail))
-        )
-        status, headers, body = render_error(error, dialect_for_path(request.url.path))
-        return Response(
-            body,
-            status_code=status,
-            headers={k.decode(): v.decode() for k, v in headers if k != b"content-length"},
-        )
-
-    return app
 
 
 def create_app(
@@ -141,6 +105,6 @@ def create_app(
     """The region's ASGI app and the services behind it."""
     services = Services.build(settings, revocations)
     table = {**ollama_routes(services), **openai_routes(services)}
-    inner = Routes(table, operations_app(services))
+    inner = Routes(table, region_operations(services))
     limited = UserLimits(inner, services)
     return RequestContext(Authenticate(limited, services), services), services

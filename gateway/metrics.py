@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.scheduler import Scheduler
+from gateway.trace import Trace
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -36,19 +37,16 @@ class WasteTally:
         }
 
 
-class Metrics:
-    """Every metric one region process exports."""
+class RequestMetrics:
+    """The per-request metrics of every Ghostgate process, region and router alike:
+    the same names at both, so a dashboard sums them; `region` says where the
+    request was served."""
 
-    def __init__(self, region: str) -> None:
-        self.region = region
-        self.waste = WasteTally()
+    def __init__(self, requests_help: str, overhead_help: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "ghostgate_requests",
-            "Requests served, by route, model and status.",
-            ["region", "route", "model", "status"],
-            registry=r,
+            "ghostgate_requests", requests_help, ["region", "route", "model", "status"], registry=r
         )
         self.duration = Histogram(
             "ghostgate_request_duration_seconds",
@@ -65,12 +63,35 @@ class Metrics:
             registry=r,
         )
         self.overhead = Histogram(
-            "ghostgate_overhead_seconds",
+            "ghostgate_overhead_seconds", overhead_help, buckets=OVERHEAD_BUCKETS, registry=r
+        )
+
+    def observe_request(self, trace: Trace, served_by: str, model: str, now: float) -> None:
+        """Count a finished request (499: the client left before any status)."""
+        self.requests.labels(served_by, trace.route, model, str(trace.status or 499)).inc()
+        self.duration.labels(trace.route).observe(now - trace.started)
+        if trace.client_first_byte:
+            self.ttft.labels(trace.route).observe(trace.client_first_byte - trace.started)
+        overhead = trace.overhead()
+        if overhead is not None:
+            self.overhead.observe(overhead)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class Metrics(RequestMetrics):
+    """Every metric one region process exports."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(
+            "Requests served, by route, model and status.",
             "Time spent in the gateway itself: before the upstream send (queueing excluded) "
             "and from the upstream's first byte to the client's.",
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
         )
+        self.region = region
+        self.waste = WasteTally()
+        r = self.registry
         self.cancellations = Counter(
             "ghostgate_cancellations",
             "Requests cancelled, by why and at which stage.",
@@ -110,9 +131,6 @@ class Metrics:
     def watch(self, scheduler: Scheduler) -> None:
         """Export the scheduler's live state at scrape time."""
         self.registry.register(_SchedulerCollector(scheduler))
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class _SchedulerCollector(Collector):

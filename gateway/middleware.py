@@ -1,8 +1,9 @@
 """Plain-ASGI middleware on the hot path: request context, the error boundary,
-the access log and metrics (`RequestContext`), and the token check
-(`Authenticate`).
+the access log and metrics (`RequestContext`, on `RequestBoundary`, which the
+router's context shares), the token check (`Authenticate`) and the per-user
+limits (`UserLimits`).
 
-`RequestContext` is the one place exceptions become responses: before the
+`RequestBoundary` is the one place exceptions become responses: before the
 response has started, in the endpoint's dialect with the right status; after it
 has started, by ending the stream with a last error line or event, so the
 client never sees a broken connection for a gateway-side failure.
@@ -16,7 +17,7 @@ import logging
 import os
 import time
 
-from gateway.asgi import ASGIApp, ClientGone, Message, Receive, Scope, Send, header
+from gateway.asgi import ASGIApp, ClientGone, Headers, Message, Receive, Scope, Send, header
 from gateway.errors import (
     Dialect,
     GatewayError,
@@ -70,27 +71,33 @@ def request_id(scope: Scope) -> str:
     return os.urandom(12).hex()
 
 
-class RequestContext:
-    """Ids, region header, error boundary, access log and metrics for every request."""
+class RequestBoundary:
+    """The outermost middleware of every Ghostgate process, region and router: a
+    `Trace` per request, the context headers on the response, the error
+    boundary, and a record of the request when it ends.
 
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    Subclasses say which headers (`_context_headers`), which error dialect a
+    path speaks (`_dialect`), what a failed stream counts (`_stream_failed`)
+    and what is recorded (`_record`).
+    """
+
+    errors_log = log  # where an unhandled exception is logged
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.services = services
-        self.region = services.settings.region.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        trace = Trace(request_id(scope), route_label(scope["path"]), time.perf_counter())
+        trace = Trace(request_id(scope), self._route_label(scope["path"]), time.perf_counter())
         scope[TRACE_KEY] = trace
-        extra = [(b"x-request-id", trace.request_id.encode()), (b"x-ghostgate-region", self.region)]
 
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
                 trace.status = message["status"]
                 trace.response_started = True
-                message["headers"] = [*message.get("headers", ()), *extra]
+                message["headers"] = self._context_headers(message.get("headers", []), trace)
             elif not trace.client_first_byte and message.get("body"):
                 trace.client_first_byte = time.perf_counter()
             await send(message)
@@ -105,20 +112,16 @@ class RequestContext:
             trace.outcome = "shutdown"
             raise
         except Exception as exc:
-            log.exception("unhandled error", extra={"request_id": trace.request_id})
-            await self._fail(
-                GatewayError(f"internal error ({type(exc).__name__})"),
-                trace,
-                scope,
-                send_with_context,
-            )
+            self.errors_log.exception("unhandled error", extra={"request_id": trace.request_id})
+            error = GatewayError(f"internal error ({type(exc).__name__})")
+            await self._fail(error, trace, scope, send_with_context)
         finally:
             self._record(trace, scope)
 
     async def _fail(self, exc: GatewayError, trace: Trace, scope: Scope, send: Send) -> None:
-        trace.outcome = "timeout" if isinstance(exc, UpstreamTimeout) else "error"
+        trace.outcome = self._failure_outcome(exc)
         trace.error = exc.message
-        dialect = dialect_for_path(scope["path"])
+        dialect = self._dialect(scope["path"])
         try:
             if not trace.response_started:
                 status, headers, body = render_error(exc, dialect)
@@ -127,12 +130,49 @@ class RequestContext:
                 return
             # The status is gone; end the stream the way the dialect ends one
             # in error, so the client's parser sees a reason, not a cut.
-            self.services.metrics.stream_errors.labels(trace.route).inc()
+            self._stream_failed(trace)
             body = error_body(dialect, exc.status, exc.message, exc.kind, exc.code)
             tail = body + b"\n" if dialect is Dialect.OLLAMA else b"data: " + body + b"\n\n"
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except OSError:
             pass  # the client is gone too; nothing left to tell
+
+    def _route_label(self, path: str) -> str:
+        return route_label(path)
+
+    def _context_headers(self, headers: Headers, trace: Trace) -> Headers:
+        raise NotImplementedError
+
+    def _dialect(self, path: str) -> Dialect:
+        return dialect_for_path(path)
+
+    def _failure_outcome(self, exc: GatewayError) -> str:
+        return "timeout" if isinstance(exc, UpstreamTimeout) else "error"
+
+    def _stream_failed(self, trace: Trace) -> None:
+        """A stream already under way ended in error."""
+
+    def _record(self, trace: Trace, scope: Scope) -> None:
+        raise NotImplementedError
+
+
+class RequestContext(RequestBoundary):
+    """Ids, region header, error boundary, access log and metrics for every request."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        super().__init__(app)
+        self.services = services
+        self.region = services.settings.region.encode()
+
+    def _context_headers(self, headers: Headers, trace: Trace) -> Headers:
+        return [
+            *headers,
+            (b"x-request-id", trace.request_id.encode()),
+            (b"x-ghostgate-region", self.region),
+        ]
+
+    def _stream_failed(self, trace: Trace) -> None:
+        self.services.metrics.stream_errors.labels(trace.route).inc()
 
     def _record(self, trace: Trace, scope: Scope) -> None:
         metrics = self.services.metrics
@@ -148,14 +188,7 @@ class RequestContext:
         elif trace.outcome in ("cache_hit", "typing_through"):
             metrics.waste.from_memory += 1
         model = trace.model if self._served(trace.model) else ("" if not trace.model else "other")
-        status = str(trace.status or 499)
-        metrics.requests.labels(metrics.region, trace.route, model, status).inc()
-        metrics.duration.labels(trace.route).observe(now - trace.started)
-        if trace.client_first_byte:
-            metrics.ttft.labels(trace.route).observe(trace.client_first_byte - trace.started)
-        overhead = trace.overhead()
-        if overhead is not None:
-            metrics.overhead.observe(overhead)
+        metrics.observe_request(trace, metrics.region, model, now)
         if trace.prompt_tokens:
             metrics.tokens.labels("prompt").inc(trace.prompt_tokens)
         if trace.generated_tokens:

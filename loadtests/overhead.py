@@ -133,7 +133,14 @@ async def measure(
         samples["proxy_http2"] += await run_http2(
             proxy.host, proxy.port, tokens, concurrency, total
         )
-    row: dict[str, object] = {"concurrency": concurrency, "requests": total * rounds}
+    return summarise(samples, concurrency, total * rounds)
+
+
+def summarise(
+    samples: dict[str, list[float]], concurrency: int, requests: int
+) -> dict[str, object]:
+    """One table row: TTFT p50, p99 and mean per path, in ms."""
+    row: dict[str, object] = {"concurrency": concurrency, "requests": requests}
     for name, values in samples.items():
         row[name] = {
             "p50_ms": percentile(values, 50) * 1000,

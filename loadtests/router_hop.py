@@ -18,88 +18,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-import aiohttp
-
-from gateway.h2client import H2Client
+from loadtests.overhead import run_http1, run_http2, summarise
 from router.cli import create_key
 from router.cluster import RegionPlan, router_command, wait_ready
 from workers.launch import start_sim
 from workers.process import Child
 
-BODY = json.dumps({"model": "starcoder2:3b", "prompt": "def fib(n):", "stream": True}).encode()
 PATHS = ("region_direct_h2", "router_h2", "region_direct_http1", "router_http1")
 BASELINE = {"router_h2": "region_direct_h2", "router_http1": "region_direct_http1"}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
-async def run_http1(url: str, credential: str, concurrency: int, total: int) -> list[float]:
-    """TTFT of `total` streamed requests, `concurrency` at a time, over HTTP/1.1."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-        async def one(worker: int) -> float:
-            # Each simulated editor is its own group: none supersedes another.
-            headers = {"Authorization": f"Bearer {credential}", "X-Ghostgate-Group": f"e{worker}"}
-            started = time.perf_counter()
-            async with session.post(url + "/api/generate", data=BODY, headers=headers) as resp:
-                first = 0.0
-                async for _ in resp.content.iter_any():
-                    first = first or time.perf_counter() - started
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}")
-                return first
-
-        return await drive(one, concurrency, total)
-
-
-async def run_http2(
-    host: str, port: int, credential: str, concurrency: int, total: int
-) -> list[float]:
-    """The same over one HTTP/2 connection (our client), as an editor connection looks."""
-    async with H2Client(host, port) as client:
-
-        async def one(worker: int) -> float:
-            headers = [
-                ("authorization", f"Bearer {credential}"),
-                ("x-ghostgate-group", f"e{worker}"),
-            ]
-            started = time.perf_counter()
-            stream = await client.request("POST", "/api/generate", headers=headers, body=BODY)
-            first = 0.0
-            async for _ in stream:
-                first = first or time.perf_counter() - started
-            if stream.status != 200:
-                raise RuntimeError(f"HTTP {stream.status}")
-            return first
-
-        return await drive(one, concurrency, total)
-
-
-async def drive(
-    one: Callable[[int], Awaitable[float]], concurrency: int, total: int
-) -> list[float]:
-    remaining = total
-    results: list[float] = []
-
-    async def worker(index: int) -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            results.append(await one(index))
-
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return results
 
 
 async def measure(
@@ -113,21 +45,15 @@ async def measure(
 ) -> dict[str, object]:
     samples: dict[str, list[float]] = {path: [] for path in PATHS}
     router = f"http://127.0.0.1:{router_port}"
+    # The same clients as loadtests.overhead; every worker is its own group.
     for _ in range(rounds):
         samples["region_direct_h2"] += await run_http2(
-            region.host, region.port, token, concurrency, total
+            region.host, region.port, [token], concurrency, total
         )
-        samples["router_h2"] += await run_http2("127.0.0.1", router_port, key, concurrency, total)
-        samples["region_direct_http1"] += await run_http1(region.url, token, concurrency, total)
-        samples["router_http1"] += await run_http1(router, key, concurrency, total)
-    row: dict[str, object] = {"concurrency": concurrency, "requests": total * rounds}
-    for name, values in samples.items():
-        row[name] = {
-            "p50_ms": percentile(values, 50) * 1000,
-            "p99_ms": percentile(values, 99) * 1000,
-            "mean_ms": statistics.fmean(values) * 1000,
-        }
-    return row
+        samples["router_h2"] += await run_http2("127.0.0.1", router_port, [key], concurrency, total)
+        samples["region_direct_http1"] += await run_http1(region.url, [token], concurrency, total)
+        samples["router_http1"] += await run_http1(router, [key], concurrency, total)
+    return summarise(samples, concurrency, total * rounds)
 
 
 def report(rows: list[dict[str, object]]) -> str:

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.metrics import LATENCY_BUCKETS, OVERHEAD_BUCKETS
+from gateway.metrics import RequestMetrics
 from router.prober import RegionProber
 
 
-class RouterMetrics:
+class RouterMetrics(RequestMetrics):
     """Every metric one router process exports."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__(
+            "Requests through the router, by serving region, route and status.",
+            "Time spent in the router itself: before the forward is sent (WAN delay "
+            "excluded) and from the region's first byte to the client's.",
+        )
         r = self.registry
         self.route_decisions = Counter(
             "ghostgate_route_decisions",
@@ -34,33 +38,6 @@ class RouterMetrics:
             "ghostgate_forward_failovers",
             "Forwards moved past a region that could not take them, by that region.",
             ["region"],
-            registry=r,
-        )
-        self.requests = Counter(
-            "ghostgate_requests",
-            "Requests through the router, by serving region, route and status.",
-            ["region", "route", "model", "status"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "ghostgate_request_duration_seconds",
-            "Time from request to last byte.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "ghostgate_time_to_first_token_seconds",
-            "Time from request to first body byte.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.overhead = Histogram(
-            "ghostgate_overhead_seconds",
-            "Time spent in the router itself: before the forward is sent (WAN delay "
-            "excluded) and from the region's first byte to the client's.",
-            buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
         self.cancellations = Counter(
@@ -82,9 +59,6 @@ class RouterMetrics:
     def watch(self, prober: RegionProber) -> None:
         """Export the prober's view of the regions at scrape time."""
         self.registry.register(_RegionCollector(prober))
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class _RegionCollector(Collector):
