@@ -105,8 +105,7 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from gateway.keystore import SigningKeys
-    from gateway.tokens import mint
+    from gateway.auth import SigningKeys, mint
 
     keys = SigningKeys.load_or_create(args.state_dir)
     token, _ = mint(keys.active, args.user, scope=args.scope, lifetime=args.lifetime)
@@ -115,8 +114,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gateway.keystore import SigningKeys
-    from gateway.tokens import mint
+    from gateway.auth import SigningKeys, mint
     from router.cluster import banner, previous_api_key, run_info, write_run_json
 
     state_dir: Path = args.state_dir

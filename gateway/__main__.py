@@ -7,7 +7,8 @@ import sys
 
 from gateway import config
 from gateway.app import create_app
-from gateway.server import configure_logging, run, serve_until_signalled
+from gateway.logs import configure_logging
+from gateway.server import run, serve_until_signalled
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,16 +17,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from gateway.asgi import ASGIApp, Receive, Scope, Send
+from gateway.auth import RevocationCheck
+from gateway.dialects.ollama.request import parse_chat, parse_generate
+from gateway.dialects.ollama.routes import GenerationEndpoint, ShowEndpoint, listing, root, version
+from gateway.dialects.openai.routes import (
+    ChatCompletionsEndpoint,
+    CompletionsEndpoint,
+    models_listing,
+)
 from gateway.errors import MethodNotAllowed, dialect_for_path
 from gateway.middleware import Authenticate, RequestContext, UserLimits
-from gateway.ollama_api import parse_chat, parse_generate
-from gateway.ollama_routes import GenerationEndpoint, ShowEndpoint, listing, root, version
-from gateway.openai_routes import ChatCompletionsEndpoint, CompletionsEndpoint, models_listing
 from gateway.operations import operations_app
-from gateway.scheduler import Priority
+from gateway.pool import Priority
 from gateway.services import Services
 from gateway.settings import GatewaySettings
-from gateway.tokens import RevocationCheck
 
 RouteTable = dict[str, dict[str, ASGIApp]]
 

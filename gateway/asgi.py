@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from gateway.errors import PayloadTooLarge
-from gateway.supersede import Superseded
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,6 +28,10 @@ T = TypeVar("T")
 
 class ClientGone(Exception):
     """The client disconnected; there is nobody left to answer."""
+
+
+class Superseded(Exception):
+    """A newer request of the same group replaced this one."""
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from gateway.fim import custom_family, family_by_name
+from gateway.completion import custom_family, family_by_name
 from gateway.settings import (
     DEFAULT_SLOTS,
     AuthSettings,

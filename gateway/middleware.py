@@ -12,12 +12,12 @@ client never sees a broken connection for a gateway-side failure.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 
 from gateway.asgi import ASGIApp, ClientGone, Headers, Message, Receive, Scope, Send, header
+from gateway.auth import Principal, bearer_token
 from gateway.errors import (
     Dialect,
     GatewayError,
@@ -29,7 +29,6 @@ from gateway.errors import (
     render_error,
 )
 from gateway.services import PRINCIPAL_KEY, Services
-from gateway.tokens import Principal, bearer_token
 from gateway.trace import TRACE_KEY, Trace, access_fields
 
 access_log = logging.getLogger("ghostgate.access")
@@ -295,31 +294,3 @@ class UserLimits:
         finally:
             # Shielded: the count must come back even when this task is cancelled.
             await asyncio.shield(shared.release_stream(user, limits.user_streams))
-
-
-def json_line(record: logging.LogRecord) -> str:
-    """One log record as one JSON line: message, level, logger and the `extra` fields."""
-    payload: dict[str, object] = {
-        "ts": round(record.created, 3),
-        "level": record.levelname.lower(),
-        "logger": record.name,
-        "msg": record.getMessage(),
-    }
-    for key, value in record.__dict__.items():
-        if key not in _STANDARD_ATTRS and not key.startswith("_"):
-            payload[key] = value
-    if record.exc_info:
-        payload["exc"] = logging.Formatter().formatException(record.exc_info)
-    return json.dumps(payload, default=str)
-
-
-_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json_line(record)

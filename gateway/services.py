@@ -14,22 +14,29 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway.asgi import Scope, header
-from gateway.backends import Backend, served_models
-from gateway.completion_cache import CompletionMemory
-from gateway.fim import FimFamily
-from gateway.health import HealthProber
-from gateway.jwks import JwksRefresher, JwksVerifier
-from gateway.keystore import load_public_keys
+from gateway.auth import (
+    JwksRefresher,
+    JwksVerifier,
+    Principal,
+    RevocationCheck,
+    TokenVerifier,
+    load_public_keys,
+)
+from gateway.completion import (
+    GROUP_HEADER,
+    CompletionMemory,
+    FimFamily,
+    Supersessions,
+    TemplateCache,
+    Ticket,
+    fim_overrides,
+    group_for,
+)
 from gateway.metrics import Metrics
-from gateway.models import TemplateCache, fim_overrides
-from gateway.relay import Relay
-from gateway.scheduler import Scheduler
+from gateway.pool import Backend, HealthProber, Relay, Scheduler, Upstream, served_models
 from gateway.settings import GatewaySettings
 from gateway.shared import SharedState
-from gateway.supersede import GROUP_HEADER, Supersessions, Ticket, group_for
-from gateway.tokens import Principal, RevocationCheck, TokenVerifier
 from gateway.trace import trace_of
-from gateway.upstream import Upstream
 
 log = logging.getLogger("ghostgate.gateway")
 

@@ -26,10 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from gateway.store import open_store
-from gateway.store.base import Payload, Store, StoreError
-from gateway.store.revocations import RevocationCache
-from gateway.supersede import Supersessions
+from gateway.completion import Supersessions
+from gateway.store import Payload, RevocationCache, Store, StoreError, open_store
 
 log = logging.getLogger("ghostgate.shared")
 

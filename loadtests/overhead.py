@@ -27,9 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.h2client import H2Client
-from gateway.keystore import SigningKeys
-from gateway.tokens import mint
+from gateway.auth import SigningKeys, mint
+from gateway.http2 import H2Client
 from router.cluster import RegionPlan, wait_ready
 from workers.launch import start_sim
 from workers.process import Child

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.h2client import H2Client, H2Error, H2Stream, StreamReset
+from gateway.http2 import H2Client, H2Error, H2Stream, StreamReset
 
 MODEL = "starcoder2:3b"
 SUFFIX = "\n\n\nif __name__ == '__main__':\n    main()\n"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.server import configure_logging, run, serve_until_signalled
+from gateway.logs import configure_logging
+from gateway.server import run, serve_until_signalled
 from gateway.settings import GatewaySettings, ServerSettings
 from router import config
 from router.app import create_app

@@ -25,11 +25,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from gateway.store import open_store
-from gateway.store.base import KeyRecord
+from gateway.store import KeyRecord, open_store
 from router import config
-from router.choice import RegionState, choose_region
 from router.locations import LocationError, parse_location
+from router.nearest import RegionState, choose_region
 
 
 def add_commands(commands: Any) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
-from gateway.keystore import write_private
+from gateway.auth import write_private
 
 LOCAL_REGIONS: tuple[tuple[str, int], ...] = (
     ("us-west", 8000),

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from router.choice import RoutePolicy
 from router.locations import CidrTable
+from router.nearest import RoutePolicy
 from router.regions import DEFAULT_REGIONS, Region, find_region, parse_regions
 from router.settings import ForwardSettings, ProbeSettings, RouterSettings, TokenSettings
 

@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping
 from importlib import resources
 
 from gateway.asgi import Receive, Scope, Send, header, send_bytes, send_json
+from gateway.auth import bearer_token
 from gateway.errors import Unauthorized
-from gateway.tokens import bearer_token
-from router.choice import RouteDecision
+from router.nearest import RouteDecision
 from router.services import RouterServices
 
 NO_STORE = [(b"cache-control", b"no-store")]

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 
 from gateway.asgi import Headers, Receive, Scope, Send, header, read_body, until_disconnect
 from gateway.errors import NoCapacity, Unauthorized, UpstreamError, UpstreamTimeout
-from gateway.h2client import ConnectError, H2Error, H2Stream
+from gateway.http2 import ConnectError, H2Error, H2Stream
 from gateway.idle_timeout import IdleTimeout
 from gateway.trace import Stage, Trace, trace_of
-from router.choice import Alternative
+from router.nearest import Alternative
 from router.services import Caller, RouterServices
 
 # Not passed to the region: connection-specific (illegal in HTTP/2), or replaced.

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.auth import RevocationCheck, mint
 from gateway.errors import NoCapacity, Unauthorized
-from gateway.store.base import KEY_PREFIX, KeyRecord, StoreError, key_digest, token_id_for
-from gateway.tokens import RevocationCheck, mint
+from gateway.store import KEY_PREFIX, KeyRecord, StoreError, key_digest, token_id_for
 from router.keyring import KeyRing
 from router.settings import TokenSettings
 

@@ -26,8 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.keystore import SigningKeys
-from gateway.tokens import key_id, public_jwk
+from gateway.auth import SigningKeys, key_id, public_jwk
 
 log = logging.getLogger("ghostgate.router")
 

@@ -23,8 +23,8 @@ from typing import Self
 
 import aiohttp
 
-from router.choice import RegionState
 from router.health import DOWN_AFTER_MISSES, RegionHealth
+from router.nearest import RegionState
 from router.regions import Region
 from router.settings import ProbeSettings
 

@@ -21,16 +21,14 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from gateway.asgi import Scope, header
+from gateway.auth import TokenVerifier, bearer_token
 from gateway.errors import BadRequest
-from gateway.store import open_store
-from gateway.store.base import Store
-from gateway.store.revocations import RevocationCache
-from gateway.tokens import TokenVerifier, bearer_token
-from router.choice import RouteDecision, choose_region
+from gateway.store import RevocationCache, Store, open_store
 from router.grants import TokenIssuer, is_api_key
 from router.keyring import KeyRing
 from router.locations import CidrTable, Location, LocationError, resolve_location
 from router.metrics import RouterMetrics
+from router.nearest import RouteDecision, choose_region
 from router.prober import RegionProber
 from router.settings import RouterSettings
 from router.upstreams import RegionClients

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from router.choice import RoutePolicy
+from router.nearest import RoutePolicy
 from router.regions import DEFAULT_REGIONS, Region
 
 MiB = 1024 * 1024

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from gateway.h2client import H2Client
+from gateway.http2 import H2Client
 from router.regions import Region
 
 

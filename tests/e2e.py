@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.keystore import SigningKeys
-from gateway.tokens import mint
+from gateway.auth.keys import SigningKeys
+from gateway.auth.tokens import mint
 from router.cluster import RegionPlan, wait_ready
 from workers.launch import start_sim
 from workers.process import Child

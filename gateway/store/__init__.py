@@ -13,14 +13,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.store.base import Store
+from gateway.store.base import (
+    KEY_PREFIX,
+    KeyRecord,
+    Payload,
+    RateDecision,
+    Revocations,
+    Store,
+    StoreCorrupted,
+    StoreError,
+    StoreUnavailable,
+    key_digest,
+    key_id_of,
+    new_key,
+    token_id_for,
+)
+from gateway.store.revocations import RevocationCache
+
+__all__ = [
+    "KEY_PREFIX",
+    "KeyRecord",
+    "Payload",
+    "RateDecision",
+    "RevocationCache",
+    "Revocations",
+    "Store",
+    "StoreCorrupted",
+    "StoreError",
+    "StoreUnavailable",
+    "key_digest",
+    "key_id_of",
+    "new_key",
+    "open_store",
+    "token_id_for",
+]
 
 
-def open_store(state_dir: Path, redis_url: str | None = None) -> Store:
-    """The store for this process, not yet opened: use it as `async with store:`."""
+def open_store(state_dir: Path | None, redis_url: str | None = None) -> Store:
+    """The store for this process, not yet opened: use it as `async with store:`.
+
+    Without a state dir the embedded store keeps keys in a private in-memory
+    SQLite database (a region whose keys live in the router's)."""
     from gateway.store.embedded import EmbeddedStore
+    from gateway.store.sqlite_keys import MEMORY
 
-    local = EmbeddedStore.at(state_dir / "ghostgate.db")
+    local = EmbeddedStore.at(state_dir / "ghostgate.db") if state_dir else EmbeddedStore(MEMORY)
     if not redis_url:
         return local
     from gateway.store.redis_store import RedisStore

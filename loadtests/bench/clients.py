@@ -1,7 +1,7 @@
 """The benchmark's own clients: time to first token and inter-token gaps per
 request, cancel latency, and one long-lived HTTP/2 connection.
 
-HTTP/2 paths use Ghostgate's client (`gateway.h2client`, which really sends
+HTTP/2 paths use Ghostgate's client (`gateway.http2.client`, which really sends
 RST_STREAM), streams spread over as few connections as the server's stream
 limit allows; the backend directly is HTTP/1.1 (aiohttp, one connection per
 concurrent request), as it is all Ollama speaks. Times are `time.monotonic()`
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from gateway.h2client import H2Client, H2Error
+from gateway.http2 import H2Client, H2Error
 
 MODEL = "starcoder2:3b"
 STREAMS_PER_CONNECTION = 100  # below nginx's and Hypercorn's limits (128, 256)

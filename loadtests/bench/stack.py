@@ -23,8 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.keystore import SigningKeys
-from gateway.tokens import mint
+from gateway.auth import SigningKeys, mint
 from loadtests.bench.clients import Target
 from loadtests.bench.litellm import litellm_binary, litellm_command, litellm_config, litellm_env
 from loadtests.bench.nginx import nginx_binary, nginx_command, nginx_config

@@ -38,7 +38,7 @@ def test_flags_override_toml_and_env(tmp_path: Path) -> None:
 
 
 def test_state_dir_supplies_public_keys(tmp_path: Path) -> None:
-    from gateway.keystore import SigningKeys
+    from gateway.auth.keys import SigningKeys
 
     SigningKeys.load_or_create(tmp_path)
     settings = config.load(parse("--state-dir", str(tmp_path)), environ={})

@@ -13,7 +13,7 @@ import ollama
 import openai
 import pytest
 
-from gateway.fim import CODEGEMMA, CODELLAMA, DEEPSEEK, QWEN, STARCODER, FimFamily
+from gateway.completion.fim import CODEGEMMA, CODELLAMA, DEEPSEEK, QWEN, STARCODER, FimFamily
 from tests.e2e import Region, region
 
 pytestmark = pytest.mark.e2e

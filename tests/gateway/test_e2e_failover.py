@@ -12,7 +12,7 @@ from pathlib import Path
 import ollama
 import pytest
 
-from gateway.h2client import H2Connection
+from gateway.http2 import H2Connection
 from tests.e2e import region, sim_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

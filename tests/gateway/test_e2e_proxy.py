@@ -18,7 +18,7 @@ from typing import Any
 import ollama
 import pytest
 
-from gateway.h2client import H2Connection
+from gateway.http2 import H2Connection
 from tests.e2e import Region, http11_post, region
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

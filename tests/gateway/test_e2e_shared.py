@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.h2client import H2Connection
+from gateway.http2 import H2Connection
 from tests.e2e import Region, region
 from tests.gateway.store.redis_server import RedisServer
 
@@ -112,9 +112,9 @@ def test_revoking_a_key_in_redis_reaches_every_region_within_5s(
 ) -> None:
     import time
 
+    from gateway.auth.tokens import mint
     from gateway.store import open_store
     from gateway.store.base import token_id_for
-    from gateway.tokens import mint
 
     a, b = regions
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway.h2client import H2Connection, H2Stream
+from gateway.http2 import H2Connection, H2Stream
 from tests.e2e import Region, http11_post, region
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

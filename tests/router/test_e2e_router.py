@@ -17,8 +17,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway.h2client import H2Connection
-from gateway.keystore import SigningKeys
+from gateway.auth.keys import SigningKeys
+from gateway.http2 import H2Connection
 from router.cli import create_key, revoke_key
 from tests.router.harness import Cluster, cluster, generate_body, request_json
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.h2client import H2Connection, H2Stream
+from gateway.http2 import H2Connection, H2Stream
 from gateway.store import open_store
 from tests.e2e import get_json, http11_post
 from tests.router.harness import Cluster, cluster, generate_body

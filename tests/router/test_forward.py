@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from gateway.errors import NoCapacity, UpstreamError
-from gateway.h2client import ConnectError, StreamReset
+from gateway.http2 import ConnectError, StreamReset
 from gateway.trace import Trace
 from router.app import create_app
-from router.choice import Alternative
 from router.forward import Forwarder, UpstreamRequest, upstream_request
+from router.nearest import Alternative
 from router.services import Caller
 from router.settings import RouterSettings
 

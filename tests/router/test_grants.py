@@ -7,9 +7,9 @@ from pathlib import Path
 import jwt
 import pytest
 
+from gateway.auth.tokens import TokenVerifier
 from gateway.errors import NoCapacity, Unauthorized
 from gateway.store.base import KeyRecord, Revocations, StoreUnavailable, key_digest
-from gateway.tokens import TokenVerifier
 from router.grants import Grant, TokenIssuer
 from router.keyring import KeyRing
 from router.settings import TokenSettings

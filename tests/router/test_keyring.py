@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.keystore import SigningKeys
-from gateway.tokens import TokenVerifier, key_id, mint
+from gateway.auth.keys import SigningKeys
+from gateway.auth.tokens import TokenVerifier, key_id, mint
 from router.keyring import KeyRing
 
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from router.choice import RegionState, choose_region
 from router.countries import Country
 from router.locations import CidrTable, Location, LocationError, parse_location, resolve_location
+from router.nearest import RegionState, choose_region
 from router.regions import DEFAULT_REGIONS, Region, find_region
 
 US_WEST, US_EAST, EU_WEST, AP_EAST = DEFAULT_REGIONS

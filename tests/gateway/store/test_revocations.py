@@ -10,12 +10,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway import tokens
+from gateway.auth import tokens
+from gateway.auth.tokens import TokenVerifier, mint
 from gateway.errors import Unauthorized
 from gateway.store.base import Revocations, StoreUnavailable, token_id_for
 from gateway.store.embedded import EmbeddedStore
 from gateway.store.revocations import RevocationCache
-from gateway.tokens import TokenVerifier, mint
 from tests.gateway.store.redis_server import RedisServer, resilient
 
 pytestmark = pytest.mark.anyio

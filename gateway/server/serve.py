@@ -1,0 +1,78 @@
+"""Serving the region app with Hypercorn: HTTP/1.1, h2c (prior knowledge and
+upgrade) and, with a certificate, TLS with h2 by ALPN.
+
+Hypercorn's defaults suit browsers, not editors that hold one connection for a
+working day: `keep_alive_timeout` (5 s) closes idle HTTP/2 connections and
+`keep_alive_max_requests` (1000) sends GOAWAY and stalls the streams in flight.
+Both are raised here from `ServerSettings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from gateway.asgi import ASGIApp
+from gateway.server import patches
+from gateway.settings import GatewaySettings, ServerSettings
+
+log = logging.getLogger("ghostgate.gateway")
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hypercorn_config(server: ServerSettings) -> Config:
+    config = Config()
+    config.bind = [bind_address(server.host, server.port)]
+    config.keep_alive_timeout = server.keep_alive_timeout
+    config.keep_alive_max_requests = server.keep_alive_max_requests
+    config.h2_max_concurrent_streams = server.h2_max_concurrent_streams
+    config.graceful_timeout = server.graceful_timeout
+    config.accesslog = None  # ours is the JSON access log, without secrets
+    config.errorlog = logging.getLogger("hypercorn.error")
+    if server.certfile is not None:
+        config.certfile = str(server.certfile)
+        config.keyfile = str(server.keyfile) if server.keyfile else None
+    return config
+
+
+async def serve_until_signalled(
+    app: ASGIApp, settings: GatewaySettings, on_drain: Callable[[], None]
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain: readiness goes 503 at once,
+    in-flight streams get `graceful_timeout` to finish."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def begin_drain() -> None:
+        if not stop.is_set():
+            log.info("draining", extra={"region": settings.region})
+            on_drain()
+            stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, begin_drain)
+    patches.apply()
+    await serve(app, hypercorn_config(settings.server), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def run(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
+    """Run `main` on uvloop when asked and available, else asyncio's loop."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main)
+            return
+    asyncio.run(main)
