@@ -1,95 +1,81 @@
-"""The region proxy's ASGI application.
+"""The region proxy's ASGI application and its route table.
 
-    RequestContext (ids, region header, errors, access log, metrics)
-      └── Authenticate (bearer token on API routes)
-            └── Routes: API endpoints, plain ASGI, looked up in a dict
-                  └── FastAPI: /healthz, /readyz, /metrics, and 404s in dialect
-                      (gateway/operations.py, shared with the router)
+    RequestContext (route matched once; ids, region header, errors, access log, metrics)
+      └── Authenticate (bearer token, where the route needs one)
+            └── UserLimits (per-user rate and streams, where the route generates)
+                  └── Dispatch: the route's endpoint, plain ASGI
+                        └── FastAPI for /healthz, /readyz, /metrics, and the lifespan
+                            (gateway/operations.py, shared with the router)
 
-The API endpoints are plain ASGI callables found by one dict lookup: the hot
-path never goes through FastAPI's per-request machinery. FastAPI serves the
-operational endpoints and owns the lifespan, which opens and closes every
-async resource.
+`API_ROUTES` is every API route a region serves, each declared once; the router
+forwards the same table (router/app.py). The API endpoints are plain ASGI
+callables: the hot path never goes through FastAPI's per-request machinery.
+FastAPI owns the lifespan, which opens and closes every async resource.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.asgi import ASGIApp, Receive, Scope, Send
+from gateway.asgi import ASGIApp
 from gateway.auth import RevocationCheck
 from gateway.dialects.ollama.request import parse_chat, parse_generate
-from gateway.dialects.ollama.routes import GenerationEndpoint, ShowEndpoint, listing, root, version
+from gateway.dialects.ollama.routes import (
+    GenerationEndpoint,
+    ShowEndpoint,
+    listing,
+    root,
+    version,
+)
 from gateway.dialects.openai.routes import (
     ChatCompletionsEndpoint,
     CompletionsEndpoint,
     models_listing,
 )
-from gateway.errors import MethodNotAllowed, dialect_for_path
+from gateway.errors import Dialect
 from gateway.middleware import Authenticate, RequestContext, UserLimits
-from gateway.operations import operations_app
+from gateway.operations import operations_app, operations_routes
 from gateway.pool import Priority
+from gateway.routing import Dispatch, Route, RouteTable
 from gateway.services import Services
 from gateway.settings import GatewaySettings
 
-RouteTable = dict[str, dict[str, ASGIApp]]
+GET, POST = ("GET",), ("POST",)
+OLLAMA, OPENAI = Dialect.OLLAMA, Dialect.OPENAI
 
 
-ENGINE_PREFIX, ENGINE_SUFFIX = "/v1/engines/", "/completions"
+def _generate(services: Services) -> ASGIApp:
+    return GenerationEndpoint(services, "/api/generate", parse_generate, Priority.COMPLETION)
 
 
-class Routes:
-    """Dispatch by exact path, then method; everything else goes to `fallback`.
-
-    Copilot's `/v1/engines/{engine}/completions` is the one route with a
-    parameter; it is matched by prefix and suffix, and the engine put in
-    `path_params` as Starlette would.
-    """
-
-    def __init__(self, table: RouteTable, fallback: ASGIApp) -> None:
-        self.table = table
-        self.fallback = fallback
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
-        methods = self.table.get(path)
-        if methods is None and path.startswith(ENGINE_PREFIX) and path.endswith(ENGINE_SUFFIX):
-            engine = path[len(ENGINE_PREFIX) : -len(ENGINE_SUFFIX)]
-            if engine and "/" not in engine:
-                scope["path_params"] = {"engine": engine}
-                methods = self.table.get(ENGINE_PREFIX + "{engine}" + ENGINE_SUFFIX)
-        if methods is None:
-            await self.fallback(scope, receive, send)
-            return
-        endpoint = methods.get(scope["method"])
-        if endpoint is None:
-            raise MethodNotAllowed(f"{scope['method']} is not allowed on {scope['path']}")
-        await endpoint(scope, receive, send)
+def _chat(services: Services) -> ASGIApp:
+    return GenerationEndpoint(services, "/api/chat", parse_chat, Priority.CHAT)
 
 
-def ollama_routes(services: Services) -> RouteTable:
-    generate = GenerationEndpoint(services, "/api/generate", parse_generate, Priority.COMPLETION)
-    chat = GenerationEndpoint(services, "/api/chat", parse_chat, Priority.CHAT)
-    return {
-        "/api/generate": {"POST": generate},
-        "/api/chat": {"POST": chat},
-        "/api/show": {"POST": ShowEndpoint(services)},
-        "/api/tags": {"GET": listing(services, "tags")},
-        "/api/ps": {"GET": listing(services, "ps")},
-        "/api/version": {"GET": version(services)},
-        "/": {"GET": root, "HEAD": root},
-    }
+def _copilot(services: Services) -> ASGIApp:
+    return CompletionsEndpoint(services, copilot=True)
 
 
-def openai_routes(services: Services) -> RouteTable:
-    return {
-        "/v1/completions": {"POST": CompletionsEndpoint(services)},
-        "/v1/chat/completions": {"POST": ChatCompletionsEndpoint(services)},
-        "/v1/models": {"GET": models_listing(services)},
-        ENGINE_PREFIX + "{engine}" + ENGINE_SUFFIX: {
-            "POST": CompletionsEndpoint(services, copilot=True)
-        },
-    }
+def _root(services: Services) -> ASGIApp:
+    return root
+
+
+API_ROUTES: tuple[Route[Services], ...] = (
+    # Ollama
+    Route("/api/generate", POST, _generate, OLLAMA, generates=True),
+    Route("/api/chat", POST, _chat, OLLAMA, generates=True),
+    Route("/api/show", POST, ShowEndpoint, OLLAMA),
+    Route("/api/tags", GET, lambda services: listing(services, "tags"), OLLAMA),
+    Route("/api/ps", GET, lambda services: listing(services, "ps"), OLLAMA),
+    Route("/api/version", GET, version, OLLAMA),
+    Route("/", ("GET", "HEAD"), _root, OLLAMA, auth=False),  # "is Ollama up?" probes
+    # OpenAI
+    Route("/v1/completions", POST, CompletionsEndpoint, OPENAI, generates=True),
+    Route("/v1/chat/completions", POST, ChatCompletionsEndpoint, OPENAI, generates=True),
+    Route("/v1/models", GET, models_listing, OPENAI),
+    # Copilot
+    Route("/v1/engines/{engine}/completions", POST, _copilot, OPENAI, generates=True),
+)
 
 
 def region_operations(services: Services) -> FastAPI:
@@ -99,7 +85,6 @@ def region_operations(services: Services) -> FastAPI:
         readiness=services.readiness,
         metrics=services.metrics,
         alive={"status": "alive", "region": services.settings.region},
-        dialect=dialect_for_path,
     )
 
 
@@ -108,7 +93,12 @@ def create_app(
 ) -> tuple[ASGIApp, Services]:
     """The region's ASGI app and the services behind it."""
     services = Services.build(settings, revocations)
-    table = {**ollama_routes(services), **openai_routes(services)}
-    inner = Routes(table, region_operations(services))
-    limited = UserLimits(inner, services)
-    return RequestContext(Authenticate(limited, services), services), services
+    operations = region_operations(services)
+    table = RouteTable(
+        [
+            *(route.built(services) for route in API_ROUTES),
+            *operations_routes(operations, OLLAMA),
+        ]
+    )
+    inner = UserLimits(Dispatch(table, operations), services)
+    return RequestContext(Authenticate(inner, services), table, services), services

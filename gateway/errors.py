@@ -86,10 +86,14 @@ class ModelNotFound(NotFound):
 
 
 class MethodNotAllowed(ClientError):
-    """The route exists but not for this method."""
+    """The route exists but not for this method; `allow` lists the ones it takes."""
 
     status = 405
     code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class PayloadTooLarge(ClientError):
@@ -140,7 +144,7 @@ class UpstreamTimeout(ServerError):
     code = "upstream_timeout"
 
 
-def error_body(dialect: Dialect, status: int, message: str, kind: str, code: str) -> bytes:
+def error_body(dialect: Dialect, message: str, kind: str, code: str) -> bytes:
     """The JSON body of an error in `dialect`."""
     if dialect is Dialect.OLLAMA:
         return json.dumps({"error": message}).encode()
@@ -151,13 +155,15 @@ def render_error(
     exc: GatewayError, dialect: Dialect
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body for `exc` in `dialect`: the one place errors become HTTP."""
-    body = error_body(dialect, exc.status, exc.message, exc.kind, exc.code)
+    body = error_body(dialect, exc.message, exc.kind, exc.code)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
     if exc.status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="ghostgate"'))
+    if isinstance(exc, MethodNotAllowed) and exc.allow:
+        headers.append((b"allow", ", ".join(exc.allow).encode()))
     if exc.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after))).encode()))
     return exc.status, headers, body

@@ -1,165 +1,36 @@
-"""Plain-ASGI middleware on the hot path: request context, the error boundary,
-the access log and metrics (`RequestContext`, on `RequestBoundary`, which the
-router's context shares), the token check (`Authenticate`) and the per-user
-limits (`UserLimits`).
+"""The region's plain-ASGI middleware on the hot path, inside out:
 
-`RequestBoundary` is the one place exceptions become responses: before the
-response has started, in the endpoint's dialect with the right status; after it
-has started, by ending the stream with a last error line or event, so the
-client never sees a broken connection for a gateway-side failure.
+    RequestContext  the request boundary (gateway/boundary.py) with the region's
+                    headers, metrics and access log
+    Authenticate    the bearer token, on every route that needs one
+    UserLimits      per-user requests per minute and generations at once
+
+Each reads what the route table says of the request's route (gateway/routing.py),
+matched once by the boundary: whether it needs a token, whether it generates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
-from gateway.asgi import ASGIApp, ClientGone, Headers, Message, Receive, Scope, Send, header
+from gateway.asgi import ASGIApp, Headers, Receive, Scope, Send, header
 from gateway.auth import Principal, bearer_token
-from gateway.errors import (
-    Dialect,
-    GatewayError,
-    RateLimited,
-    Unauthorized,
-    UpstreamTimeout,
-    dialect_for_path,
-    error_body,
-    render_error,
-)
+from gateway.boundary import CANCEL_REASONS, RequestBoundary
+from gateway.errors import RateLimited, Unauthorized
+from gateway.routing import RouteTable, match_of
 from gateway.services import PRINCIPAL_KEY, Services
 from gateway.trace import TRACE_KEY, Trace, access_fields
 
 access_log = logging.getLogger("ghostgate.access")
-log = logging.getLogger("ghostgate.gateway")
-
-_ROUTES = (
-    "/api/generate",
-    "/api/chat",
-    "/api/tags",
-    "/api/show",
-    "/api/ps",
-    "/api/version",
-    "/v1/completions",
-    "/v1/chat/completions",
-    "/v1/models",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/",
-)
-CANCEL_REASONS = frozenset({"client_disconnect", "superseded", "timeout", "shutdown"})
-_OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
-
-
-def route_label(path: str) -> str:
-    """A bounded label for metrics: known routes by name, everything else `other`."""
-    if path in _ROUTES:
-        return path
-    if path.startswith("/v1/engines/") and path.endswith("/completions"):
-        return "/v1/engines/{engine}/completions"
-    return "other"
-
-
-def request_id(scope: Scope) -> str:
-    """The client's X-Request-Id if it is sane, else a fresh one."""
-    given = header(scope, b"x-request-id")
-    if given and len(given) <= 128 and given.isascii() and given.isprintable():
-        return given
-    return os.urandom(12).hex()
-
-
-class RequestBoundary:
-    """The outermost middleware of every Ghostgate process, region and router: a
-    `Trace` per request, the context headers on the response, the error
-    boundary, and a record of the request when it ends.
-
-    Subclasses say which headers (`_context_headers`), which error dialect a
-    path speaks (`_dialect`), what a failed stream counts (`_stream_failed`)
-    and what is recorded (`_record`).
-    """
-
-    errors_log = log  # where an unhandled exception is logged
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        trace = Trace(request_id(scope), self._route_label(scope["path"]), time.perf_counter())
-        scope[TRACE_KEY] = trace
-
-        async def send_with_context(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                trace.status = message["status"]
-                trace.response_started = True
-                message["headers"] = self._context_headers(message.get("headers", []), trace)
-            elif not trace.client_first_byte and message.get("body"):
-                trace.client_first_byte = time.perf_counter()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_context)
-        except ClientGone:
-            trace.outcome = "client_disconnect"
-        except GatewayError as exc:
-            await self._fail(exc, trace, scope, send_with_context)
-        except asyncio.CancelledError:
-            trace.outcome = "shutdown"
-            raise
-        except Exception as exc:
-            self.errors_log.exception("unhandled error", extra={"request_id": trace.request_id})
-            error = GatewayError(f"internal error ({type(exc).__name__})")
-            await self._fail(error, trace, scope, send_with_context)
-        finally:
-            self._record(trace, scope)
-
-    async def _fail(self, exc: GatewayError, trace: Trace, scope: Scope, send: Send) -> None:
-        trace.outcome = self._failure_outcome(exc)
-        trace.error = exc.message
-        dialect = self._dialect(scope["path"])
-        try:
-            if not trace.response_started:
-                status, headers, body = render_error(exc, dialect)
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-            # The status is gone; end the stream the way the dialect ends one
-            # in error, so the client's parser sees a reason, not a cut.
-            self._stream_failed(trace)
-            body = error_body(dialect, exc.status, exc.message, exc.kind, exc.code)
-            tail = body + b"\n" if dialect is Dialect.OLLAMA else b"data: " + body + b"\n\n"
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
-        except OSError:
-            pass  # the client is gone too; nothing left to tell
-
-    def _route_label(self, path: str) -> str:
-        return route_label(path)
-
-    def _context_headers(self, headers: Headers, trace: Trace) -> Headers:
-        raise NotImplementedError
-
-    def _dialect(self, path: str) -> Dialect:
-        return dialect_for_path(path)
-
-    def _failure_outcome(self, exc: GatewayError) -> str:
-        return "timeout" if isinstance(exc, UpstreamTimeout) else "error"
-
-    def _stream_failed(self, trace: Trace) -> None:
-        """A stream already under way ended in error."""
-
-    def _record(self, trace: Trace, scope: Scope) -> None:
-        raise NotImplementedError
 
 
 class RequestContext(RequestBoundary):
     """Ids, region header, error boundary, access log and metrics for every request."""
 
-    def __init__(self, app: ASGIApp, services: Services) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, table: RouteTable, services: Services) -> None:
+        super().__init__(app, table)
         self.services = services
         self.region = services.settings.region.encode()
 
@@ -232,7 +103,8 @@ class Authenticate:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in _OPEN_PATHS:
+        match = match_of(scope)
+        if match is not None and match.route.auth:
             try:
                 token = bearer_token(header(scope, b"authorization"))
                 principal = self.services.verifier.verify(token)
@@ -244,17 +116,6 @@ class Authenticate:
             if isinstance(trace, Trace):
                 trace.user = principal.subject
         await self.app(scope, receive, send)
-
-
-_GENERATION_ROUTES = frozenset(
-    {
-        "/api/generate",
-        "/api/chat",
-        "/v1/completions",
-        "/v1/chat/completions",
-        "/v1/engines/{engine}/completions",
-    }
-)
 
 
 class UserLimits:
@@ -271,12 +132,11 @@ class UserLimits:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = scope.get(PRINCIPAL_KEY)
-        trace = scope.get(TRACE_KEY)
+        match = match_of(scope)
         if (
-            scope["type"] != "http"
+            match is None
+            or not match.route.generates
             or scope["method"] != "POST"
-            or not isinstance(trace, Trace)
-            or trace.route not in _GENERATION_ROUTES
             or not isinstance(principal, Principal)
         ):
             await self.app(scope, receive, send)

@@ -1,7 +1,7 @@
 """The operational side every Ghostgate process serves the same way, region and
-router alike: FastAPI for `/healthz`, `/readyz`, `/metrics`, FastAPI's own 404
-and 405 in the path's error dialect, and the lifespan that opens and closes
-every async resource. The hot paths never go through it.
+router alike: FastAPI for `/healthz`, `/readyz` and `/metrics`, and the lifespan
+that opens and closes every async resource. The hot paths never go through it;
+the route table sends only these three paths (and the lifespan) here.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import Dialect, MethodNotAllowed, NotFound, render_error
+from gateway.errors import Dialect
 from gateway.metrics import RequestMetrics
+from gateway.routing import Route
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -28,7 +28,6 @@ def operations_app(
     readiness: Callable[[], tuple[bool, dict[str, object]]],
     metrics: RequestMetrics,
     alive: dict[str, object],
-    dialect: Callable[[str], Dialect],
 ) -> FastAPI:
     """FastAPI for health, readiness and metrics; owns the lifespan (`running`)."""
 
@@ -52,18 +51,12 @@ def operations_app(
     async def exposition() -> Response:
         return Response(metrics.exposition(), media_type=PROMETHEUS_TEXT)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        error = (
-            NotFound(f"no route {request.url.path}")
-            if exc.status_code == 404
-            else MethodNotAllowed(str(exc.detail))
-        )
-        status, headers, body = render_error(error, dialect(request.url.path))
-        return Response(
-            body,
-            status_code=status,
-            headers={k.decode(): v.decode() for k, v in headers if k != b"content-length"},
-        )
-
     return app
+
+
+def operations_routes(app: FastAPI, dialect: Dialect) -> list[Route[Any]]:
+    """The route table's entries for what `app` serves: open, never generating."""
+    return [
+        Route(path, ("GET",), dialect=dialect, auth=False).bind(app)
+        for path in ("/healthz", "/readyz", "/metrics")
+    ]

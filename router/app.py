@@ -1,68 +1,54 @@
-"""The router's ASGI application.
+"""The router's ASGI application and its route table.
 
-    RouterContext (ids, errors in dialect, access log, metrics)
+    RouterContext (route matched once; ids, errors in dialect, access log, metrics)
       └── Dispatch
-            ├── the router's own endpoints, plain ASGI, by one dict lookup
-            ├── Forwarder: every other /api/* and /v1/* path (forward mode)
-            └── FastAPI: /healthz, /readyz, /metrics, 404s in dialect, and the lifespan
+            ├── the router's own endpoints, plain ASGI
+            ├── Forwarder: the regions' API routes (gateway.app.API_ROUTES), and
+            │   any other /api/* and /v1/* path (forward mode)
+            └── FastAPI: /healthz, /readyz, /metrics and the lifespan
                 (gateway/operations.py, shared with the regions)
 
-The forward hot path never goes through FastAPI's per-request machinery.
-FastAPI owns the lifespan, which opens and closes every async resource.
+The router's own endpoints answer errors in OpenAI's shape; forwarded paths
+in their region dialect. The forward hot path never goes through FastAPI's
+per-request machinery. FastAPI owns the lifespan, which opens and closes every
+async resource.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.asgi import ASGIApp, Receive, Scope, Send
-from gateway.errors import MethodNotAllowed
-from gateway.operations import operations_app
+from gateway.app import API_ROUTES
+from gateway.asgi import ASGIApp
+from gateway.errors import Dialect
+from gateway.operations import operations_app, operations_routes
+from gateway.routing import Dispatch, Route, RouteTable
 from router.endpoints import JwksEndpoint, RouteEndpoint, StatusEndpoint, TokenEndpoint, page
 from router.forward import Forwarder
-from router.middleware import RouterContext, dialect_of
+from router.middleware import RouterContext
 from router.services import RouterServices
 from router.settings import RouterSettings
 
-RouteTable = dict[str, dict[str, ASGIApp]]
-FORWARDED_PREFIXES = ("/api/", "/v1/")
+OPENAI = Dialect.OPENAI
 
 
-class Dispatch:
-    """The router's own paths first; then forward mode for API paths; then FastAPI."""
-
-    def __init__(self, table: RouteTable, forward: ASGIApp, fallback: ASGIApp) -> None:
-        self.table = table
-        self.forward = forward
-        self.fallback = fallback
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.fallback(scope, receive, send)
-            return
-        path = scope["path"]
-        methods = self.table.get(path)
-        if methods is not None:
-            endpoint = methods.get(scope["method"])
-            if endpoint is None:
-                raise MethodNotAllowed(f"{scope['method']} is not allowed on {path}")
-            await endpoint(scope, receive, send)
-        elif path.startswith(FORWARDED_PREFIXES):
-            await self.forward(scope, receive, send)
-        else:
-            await self.fallback(scope, receive, send)
+def _page(services: RouterServices) -> ASGIApp:
+    return page
 
 
-def router_routes(services: RouterServices) -> RouteTable:
-    token = TokenEndpoint(services)
-    return {
-        "/v1/token": {"POST": token},
-        "/copilot_internal/v2/token": {"GET": token},
-        "/v1/route": {"GET": RouteEndpoint(services)},
-        "/v1/status": {"GET": StatusEndpoint(services)},
-        "/.well-known/jwks.json": {"GET": JwksEndpoint(services)},
-        "/": {"GET": page, "HEAD": page},
-    }
+ROUTER_ROUTES: tuple[Route[RouterServices], ...] = (
+    Route("/v1/token", ("POST",), TokenEndpoint, OPENAI, auth=False),
+    Route("/copilot_internal/v2/token", ("GET",), TokenEndpoint, OPENAI, auth=False),
+    Route("/v1/route", ("GET",), RouteEndpoint, OPENAI, auth=False),
+    Route("/v1/status", ("GET",), StatusEndpoint, OPENAI, auth=False),
+    Route("/.well-known/jwks.json", ("GET",), JwksEndpoint, OPENAI, auth=False),
+    Route("/", ("GET", "HEAD"), _page, OPENAI, auth=False),  # the status page
+)
+# What the router does not serve itself goes to a region, which checks it.
+FORWARDED_PREFIXES: tuple[Route[RouterServices], ...] = (
+    Route("/api/", (), dialect=Dialect.OLLAMA, label="other", prefix=True),
+    Route("/v1/", (), dialect=Dialect.OPENAI, label="other", prefix=True),
+)
 
 
 def router_operations(services: RouterServices) -> FastAPI:
@@ -72,12 +58,20 @@ def router_operations(services: RouterServices) -> FastAPI:
         readiness=services.readiness,
         metrics=services.metrics,
         alive={"status": "alive", "role": "router"},
-        dialect=dialect_of,
     )
+
+
+def router_table(services: RouterServices, forward: ASGIApp, operations: FastAPI) -> RouteTable:
+    own = [route.built(services) for route in ROUTER_ROUTES]
+    served = {route.path for route in own}
+    forwarded = [route.bind(forward) for route in API_ROUTES if route.path not in served]
+    prefixes = [route.bind(forward) for route in FORWARDED_PREFIXES]
+    return RouteTable([*own, *operations_routes(operations, OPENAI), *forwarded, *prefixes])
 
 
 def create_app(settings: RouterSettings) -> tuple[ASGIApp, RouterServices]:
     """The router's ASGI app and the services behind it."""
     services = RouterServices.build(settings)
-    inner = Dispatch(router_routes(services), Forwarder(services), router_operations(services))
-    return RouterContext(inner, services.metrics), services
+    operations = router_operations(services)
+    table = router_table(services, Forwarder(services), operations)
+    return RouterContext(Dispatch(table, operations), table, services.metrics), services

@@ -17,37 +17,13 @@ import logging
 import time
 
 from gateway.asgi import ASGIApp, Headers, Scope
-from gateway.errors import Dialect, GatewayError, dialect_for_path
-from gateway.middleware import RequestBoundary
-from gateway.middleware import route_label as region_route_label
+from gateway.boundary import RequestBoundary
+from gateway.errors import GatewayError
+from gateway.routing import RouteTable
 from gateway.trace import Trace, access_fields
 from router.metrics import RouterMetrics
 
 access_log = logging.getLogger("ghostgate.access")
-
-ROUTER_ROUTES = frozenset(
-    {
-        "/v1/token",
-        "/copilot_internal/v2/token",
-        "/v1/route",
-        "/v1/status",
-        "/.well-known/jwks.json",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/",
-    }
-)
-
-
-def route_label(path: str) -> str:
-    """A bounded metrics label: the router's routes, then the regions' API routes."""
-    return path if path in ROUTER_ROUTES else region_route_label(path)
-
-
-def dialect_of(path: str) -> Dialect:
-    """OpenAI's error shape for the router's own endpoints, the path's dialect otherwise."""
-    return Dialect.OPENAI if path in ROUTER_ROUTES else dialect_for_path(path)
 
 
 class RouterContext(RequestBoundary):
@@ -55,12 +31,9 @@ class RouterContext(RequestBoundary):
 
     errors_log = logging.getLogger("ghostgate.router")
 
-    def __init__(self, app: ASGIApp, metrics: RouterMetrics) -> None:
-        super().__init__(app)
+    def __init__(self, app: ASGIApp, table: RouteTable, metrics: RouterMetrics) -> None:
+        super().__init__(app, table)
         self.metrics = metrics
-
-    def _route_label(self, path: str) -> str:
-        return route_label(path)
 
     def _context_headers(self, headers: Headers, trace: Trace) -> Headers:
         """The region's id and name stay on what it served; the router's own
@@ -72,9 +45,6 @@ class RouterContext(RequestBoundary):
         if b"x-ghostgate-region" not in present:
             extra.append((b"x-ghostgate-region", b"router"))
         return [*headers, *extra]
-
-    def _dialect(self, path: str) -> Dialect:
-        return dialect_of(path)
 
     def _failure_outcome(self, exc: GatewayError) -> str:
         return "error"  # a region's timeout is the region's to log as one

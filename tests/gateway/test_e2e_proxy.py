@@ -131,6 +131,31 @@ def test_method_and_route_errors_in_ollama_shape(reg: Region) -> None:
     assert code == 404 and "error" in json.loads(raw)
 
 
+def test_405_says_what_is_allowed(reg: Region) -> None:
+    """RFC 9110 15.5.6: a 405 carries `Allow`."""
+    for path, allowed in (("/api/generate", "POST"), ("/v1/models", "GET, HEAD")):
+        request = urllib.request.Request(reg.url + path, method="PUT", headers=reg.auth())
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        with info.value as error:
+            assert error.code == 405
+            assert error.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize("path", ["/api/tags", "/v1/models", "/healthz", "/"])
+def test_head_is_served_for_get_routes(reg: Region, path: str) -> None:
+    """RFC 9110 9.3.2: HEAD is GET's headers without the body."""
+    get = urllib.request.Request(reg.url + path, headers=reg.auth())
+    with urllib.request.urlopen(get, timeout=5) as response:
+        body, get_type = response.read(), response.headers["Content-Type"]
+    head = urllib.request.Request(reg.url + path, method="HEAD", headers=reg.auth())
+    with urllib.request.urlopen(head, timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == get_type
+        assert response.headers["Content-Length"] == str(len(body))
+        assert response.read() == b""
+
+
 def test_ids_region_header_health_and_metrics(reg: Region) -> None:
     request = urllib.request.Request(
         reg.url + "/api/tags", headers={**reg.auth(), "X-Request-Id": "abc-123"}
