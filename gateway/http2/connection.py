@@ -453,10 +453,6 @@ class H2Connection:
         return self._failure is None and self._goaway_last_id is None and not self._closing
 
     @property
-    def is_closed(self) -> bool:
-        return self._failure is not None
-
-    @property
     def active_streams(self) -> int:
         """Streams the server has not finished yet."""
         return len(self._streams)

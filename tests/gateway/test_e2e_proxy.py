@@ -233,7 +233,7 @@ def test_http11_close_mid_stream_stops_the_backend(reg: Region) -> None:
 
 def test_http11_status_lines_carry_their_reason_phrase(reg: Region) -> None:
     """Hypercorn sends `HTTP/1.1 200 ` with no phrase; clients such as h2load's
-    HTTP/1.1 mode then never see a status (gateway/hypercorn_patch.py)."""
+    HTTP/1.1 mode then never see a status (gateway/server/patches/reason_phrase.py)."""
 
     def status_line(request: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:

@@ -73,7 +73,11 @@ def check_versions(patch: Patch) -> None:
         try:
             found = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            found = "not installed"
+            raise PatchMismatch(
+                f"Ghostgate's patch '{patch.name}' was written for {dist}=={wanted}, "
+                f"but {dist} is not installed. Install the versions pinned in "
+                f"pyproject.toml (pip install -e .)."
+            ) from None
         if found != wanted:
             raise PatchMismatch(
                 f"Ghostgate's patch '{patch.name}' was written for {dist}=={wanted}, "

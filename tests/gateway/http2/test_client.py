@@ -142,7 +142,10 @@ async def _body(send: Send, body: bytes, *, more: bool) -> None:
 
 @asynccontextmanager
 async def hypercorn(app: Any, **options: Any) -> AsyncIterator[int]:
-    """Serve `app` on 127.0.0.1; yields the port (bound by us, handed over as fd://)."""
+    """Serve `app` on 127.0.0.1; yields the port (bound by us, handed over as fd://).
+
+    Patched as a region's Hypercorn is (gateway/server/patches, applied for the
+    whole session by tests/conftest.py), so these tests see what regions do."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
