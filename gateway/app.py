@@ -19,20 +19,14 @@ from fastapi import FastAPI
 
 from gateway.asgi import ASGIApp
 from gateway.auth import RevocationCheck
+from gateway.dialects.copilot import CopilotGeneration
+from gateway.dialects.ollama.generation import OllamaGeneration
 from gateway.dialects.ollama.request import parse_chat, parse_generate
-from gateway.dialects.ollama.routes import (
-    GenerationEndpoint,
-    ShowEndpoint,
-    listing,
-    root,
-    version,
-)
-from gateway.dialects.openai.routes import (
-    ChatCompletionsEndpoint,
-    CompletionsEndpoint,
-    models_listing,
-)
+from gateway.dialects.ollama.routes import ShowEndpoint, listing, root, version
+from gateway.dialects.openai.generation import ChatGeneration, CompletionsGeneration
+from gateway.dialects.openai.routes import models_listing
 from gateway.errors import Dialect
+from gateway.generation import GenerationEndpoint
 from gateway.middleware import Authenticate, RequestContext, UserLimits
 from gateway.operations import operations_app, operations_routes
 from gateway.pool import Priority
@@ -45,15 +39,25 @@ OLLAMA, OPENAI = Dialect.OLLAMA, Dialect.OPENAI
 
 
 def _generate(services: Services) -> ASGIApp:
-    return GenerationEndpoint(services, "/api/generate", parse_generate, Priority.COMPLETION)
+    dialect = OllamaGeneration(services, "/api/generate", parse_generate, Priority.COMPLETION)
+    return GenerationEndpoint(services, dialect)
 
 
 def _chat(services: Services) -> ASGIApp:
-    return GenerationEndpoint(services, "/api/chat", parse_chat, Priority.CHAT)
+    dialect = OllamaGeneration(services, "/api/chat", parse_chat, Priority.CHAT)
+    return GenerationEndpoint(services, dialect)
+
+
+def _completions(services: Services) -> ASGIApp:
+    return GenerationEndpoint(services, CompletionsGeneration(services))
+
+
+def _chat_completions(services: Services) -> ASGIApp:
+    return GenerationEndpoint(services, ChatGeneration(services))
 
 
 def _copilot(services: Services) -> ASGIApp:
-    return CompletionsEndpoint(services, copilot=True)
+    return GenerationEndpoint(services, CopilotGeneration(services))
 
 
 def _root(services: Services) -> ASGIApp:
@@ -70,8 +74,8 @@ API_ROUTES: tuple[Route[Services], ...] = (
     Route("/api/version", GET, version, OLLAMA),
     Route("/", ("GET", "HEAD"), _root, OLLAMA, auth=False),  # "is Ollama up?" probes
     # OpenAI
-    Route("/v1/completions", POST, CompletionsEndpoint, OPENAI, generates=True),
-    Route("/v1/chat/completions", POST, ChatCompletionsEndpoint, OPENAI, generates=True),
+    Route("/v1/completions", POST, _completions, OPENAI, generates=True),
+    Route("/v1/chat/completions", POST, _chat_completions, OPENAI, generates=True),
     Route("/v1/models", GET, models_listing, OPENAI),
     # Copilot
     Route("/v1/engines/{engine}/completions", POST, _copilot, OPENAI, generates=True),

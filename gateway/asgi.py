@@ -63,7 +63,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            await _drain(receive, size)
+            if message.get("more_body", False):
+                await _drain(receive, size)
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -71,12 +72,14 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 async def _drain(receive: Receive, size: int) -> None:
-    message: Message = {"more_body": True}
-    while message.get("more_body", False) and size <= DRAIN_LIMIT:
+    """Read (and drop) the rest of a body whose last message is still to come."""
+    while size <= DRAIN_LIMIT:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def send_bytes(

@@ -78,7 +78,10 @@ class RequestBoundary:
             if message["type"] == "http.response.start":
                 trace.status = message["status"]
                 trace.response_started = True
-                message["headers"] = self._context_headers(message.get("headers", []), trace)
+                # A copy: endpoints may send the same start message for every
+                # request, and each gets its own context headers.
+                headers = self._context_headers(message.get("headers", []), trace)
+                message = {**message, "headers": headers}
             elif not trace.client_first_byte and message.get("body"):
                 trace.client_first_byte = time.perf_counter()
             await send(message)

@@ -9,7 +9,9 @@
     │   ├── MethodNotAllowed          405   known route, other method
     │   ├── PayloadTooLarge           413   body over the limit
     │   ├── Unprocessable             422   wrong field types
-    │   └── RateLimited               429   (Retry-After)
+    │   ├── RateLimited               429   (Retry-After)
+    │   └── UpstreamRejected          4xx   a backend refused the request: its status
+    │                                       and message
     └── ServerError
         ├── NoCapacity                503   no healthy backend, queue full (Retry-After)
         ├── UpstreamError             502   a backend failed before answering
@@ -116,6 +118,16 @@ class RateLimited(ClientError):
     status = 429
     kind = "rate_limit_error"
     code = "rate_limited"
+
+
+class UpstreamRejected(ClientError):
+    """A backend answered the request with a 4xx; the client gets its status and message."""
+
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ServerError(GatewayError):

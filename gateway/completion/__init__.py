@@ -6,7 +6,8 @@ output rules, what is remembered, and who supersedes whom.
     cache      the completion cache and typing-through memory (`CompletionMemory`)
     models     model names, aliases and defaults; the template cache
     supersede  groups, and a newer request cancelling an older one
-    flow       the one generation flow every dialect's endpoint runs
+
+The flow that uses them for every dialect is gateway/generation.py.
 """
 
 from __future__ import annotations
