@@ -1,8 +1,10 @@
 """The parts of a region process, built once and handed to the endpoints.
 
-`Services.build` makes everything that needs no I/O; `Services.running` opens
-what does (the upstream pool, the health prober) for the lifetime of the ASGI
-lifespan and closes it after, so each async resource has exactly one owner.
+`Services.build` only wires: it makes objects, and touches no file, socket or
+task. `Services.running` does the I/O, for the lifetime of the ASGI lifespan,
+and undoes it after, so each resource has exactly one owner: it reads the
+public key files, opens the shared store, the upstream pool and the JWKS
+refresher, probes the backends once and starts probing them every second.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class Services:
         supersessions = Supersessions()
         shared = SharedState(settings.region, settings.state_dir, settings.redis_url, supersessions)
         verifier = (JwksVerifier if auth.jwks_url else TokenVerifier)(
-            load_public_keys(auth.public_key_files),
+            (),  # the key files are read by `running`
             issuer=auth.issuer,
             audience=auth.audience,
             max_lifetime=auth.max_lifetime,
@@ -103,11 +105,6 @@ class Services:
             supersessions=supersessions,
         )
         shared.heartbeat = services.heartbeat
-        if auth.jwks_url:
-            keys = load_public_keys(auth.public_key_files)
-            services.jwks = JwksRefresher(
-                auth.jwks_url, verifier, static_keys=keys, interval=auth.jwks_refresh
-            )
         return services
 
     async def claim_group(self, scope: Scope, completion_route: bool) -> Ticket | None:
@@ -137,7 +134,15 @@ class Services:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Services]:
-        """Open the upstream pool (and the JWKS refresher) and start probing; undo all on exit."""
+        """Read the keys, open the store, the upstream pool and the JWKS refresher,
+        and start probing; undo all on exit."""
+        auth = self.settings.auth
+        keys = load_public_keys(auth.public_key_files)
+        self.verifier.set_keys(keys)
+        if auth.jwks_url:
+            self.jwks = JwksRefresher(
+                auth.jwks_url, self.verifier, static_keys=keys, interval=auth.jwks_refresh
+            )
         async with self.shared, self.upstream, self.jwks or contextlib.nullcontext():
             await self.prober.probe_all()
             healthy = sum(b.healthy for b in self.scheduler.backends)

@@ -19,8 +19,6 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,12 +47,9 @@ class SharedState:
         self.region = region
         self.instance = f"{region}-{os.getpid()}-{secrets.token_hex(3)}"
         self.redis = bool(redis_url)
-        self._private_dir: Path | None = None
-        if state_dir is None:
-            # No state dir: keys live in the router's; the embedded store only
-            # needs somewhere private for its SQLite file.
-            self._private_dir = Path(tempfile.mkdtemp(prefix="ghostgate-region-"))
-        self.store: Store = open_store(state_dir or self._private_dir or Path("."), redis_url)
+        # No state dir: keys live in the router's, and the embedded store keeps
+        # its own in a private in-memory database.
+        self.store: Store = open_store(state_dir, redis_url)
         self.revocations = RevocationCache(self.store)
         self._supersessions = supersessions
         # What this region reports to the router through the store; set by
@@ -79,8 +74,6 @@ class SharedState:
         self._tasks.clear()
         await self.revocations.__aexit__(kind, exc, tb)
         await self.store.__aexit__(kind, exc, tb)
-        if self._private_dir is not None:
-            shutil.rmtree(self._private_dir, ignore_errors=True)
 
     @property
     def degraded(self) -> bool:

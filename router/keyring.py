@@ -46,16 +46,37 @@ class KeyRing:
         self._state_dir = state_dir
         self._grace = rotation_grace
         self._clock = clock
-        self._keys = SigningKeys.load_or_create(state_dir)
-        self._signer = self._keys.active
+        self._loaded: tuple[SigningKeys, Ed25519PrivateKey] | None = None
         self._pending: tuple[Ed25519PrivateKey, float] | None = None
-        self._stamp = self._read_stamp()
+        self._stamp: tuple[str, tuple[str, ...]] = ("", ())
         self._listeners: list[KeysListener] = []
+
+    def load(self) -> KeyRing:
+        """Read the state dir's signing keys, making the first one if there is
+        none (the router's lifespan calls this; nothing is read before)."""
+        keys = SigningKeys.load_or_create(self._state_dir)
+        self._loaded = (keys, keys.active)
+        self._stamp = self._read_stamp()
+        self._notify()
+        return self
+
+    @property
+    def _keys(self) -> SigningKeys:
+        return self._state()[0]
+
+    @property
+    def _signer(self) -> Ed25519PrivateKey:
+        return self._state()[1]
+
+    def _state(self) -> tuple[SigningKeys, Ed25519PrivateKey]:
+        if self._loaded is None:
+            raise RuntimeError("KeyRing used before load()")
+        return self._loaded
 
     def signer(self) -> Ed25519PrivateKey:
         """The key that signs a token now (the new one only once its grace has passed)."""
         if self._pending is not None and self._clock() >= self._pending[1]:
-            self._signer, self._pending = self._pending[0], None
+            self._loaded, self._pending = (self._keys, self._pending[0]), None
             log.info("new signing key in use", extra={"kid": self.signer_kid})
         return self._signer
 
@@ -75,9 +96,14 @@ class KeyRing:
         return {"keys": [public_jwk(key) for key in self.public_keys]}
 
     def on_change(self, listener: KeysListener) -> None:
-        """Call `listener(public_keys)` whenever the published keys change (a verifier)."""
+        """Call `listener(public_keys)` on load and whenever the published keys change."""
         self._listeners.append(listener)
-        listener(self.public_keys)
+        if self._loaded is not None:
+            listener(self.public_keys)
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener(self.public_keys)
 
     def reload(self) -> bool:
         """Re-read the keys if the directory changed; True when it did."""
@@ -89,15 +115,14 @@ class KeyRing:
         except (OSError, ValueError) as exc:  # a rotation half written, a bad file
             log.warning("signing keys not reloaded, keeping the current ones: %s", exc)
             return False
-        self._stamp, self._keys = stamp, keys
+        self._stamp, self._loaded = stamp, (keys, self._signer)
         if keys.active_kid != self.signer_kid:
             self._pending = (keys.active, self._clock() + self._grace)
             log.info(
                 "signing key rotated",
                 extra={"kid": keys.active_kid, "signs_in_seconds": self._grace},
             )
-        for listener in self._listeners:
-            listener(self.public_keys)
+        self._notify()
         return True
 
     def _read_stamp(self) -> tuple[str, tuple[str, ...]]:
@@ -106,6 +131,8 @@ class KeyRing:
         return active, tuple(sorted(p.name for p in directory.glob("*.pub.pem")))
 
     def __repr__(self) -> str:
+        if self._loaded is None:
+            return "<KeyRing not loaded>"
         pending = key_id(self._pending[0].public_key()) if self._pending else None
         return (
             f"<KeyRing signer={self.signer_kid} pending={pending} "

@@ -1,9 +1,10 @@
 """The parts of the router, built once and handed to the endpoints.
 
-`RouterServices.build` makes everything that needs no I/O; `running` opens what
-does, for the lifetime of the ASGI lifespan, and closes it after, so each async
+`RouterServices.build` only wires: no file, socket or task. `running` does the
+I/O, for the lifetime of the ASGI lifespan, and undoes it after, so each
 resource has exactly one owner:
 
+    signing keys    read from the state dir (the first one made there)
     store           API keys (SQLite in the state dir, or Redis)
     revocations     the store's revocation snapshot, refreshed every second
     prober          /readyz of every region, every second
@@ -75,7 +76,7 @@ class RouterServices:
         revocations = RevocationCache(store)
         issuer = TokenIssuer(store, keyring, revocations, tokens)
         verifier = TokenVerifier(
-            keyring.public_keys,
+            (),  # the keyring's, once `running` has loaded them
             issuer=tokens.issuer,
             audience=tokens.audience,
             revocations=revocations,
@@ -87,7 +88,9 @@ class RouterServices:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[RouterServices]:
-        """Open the store, the revocation feed, the probes and the region clients."""
+        """Load the signing keys; open the store, the revocation feed, the probes
+        and the region clients."""
+        self.keyring.load()
         async with self.store, self.revocations, self.prober, self.clients:
             up = [name for name, view in self.prober.views.items() if view.health.up]
             log.info("router ready", extra={"url": self.settings.url, "regions_up": up})

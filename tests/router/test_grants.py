@@ -52,7 +52,7 @@ Parts = tuple[TokenIssuer, FakeStore, FakeRevocations, Clock, KeyRing]
 @pytest.fixture
 def parts(tmp_path: Path) -> Parts:
     store, revocations, clock = FakeStore(), FakeRevocations(), Clock()
-    keyring = KeyRing(tmp_path)
+    keyring = KeyRing(tmp_path).load()
     issuer = TokenIssuer(store, keyring, revocations, TokenSettings(), clock=clock)
     return issuer, store, revocations, clock, keyring
 
@@ -86,7 +86,7 @@ async def test_grants_are_cached_refreshed_and_rechecked(parts: Parts) -> None:
 async def test_refresh_before_expiry_without_a_store_read(tmp_path: Path) -> None:
     store, revocations, clock = FakeStore(), FakeRevocations(), Clock()
     settings = TokenSettings(recheck=10_000.0)
-    issuer = TokenIssuer(store, KeyRing(tmp_path), revocations, settings, clock=clock)
+    issuer = TokenIssuer(store, KeyRing(tmp_path).load(), revocations, settings, clock=clock)
     first = await issuer.grant(SECRET)
     clock.now = first.expires_at - issuer.refresh_margin + 1
     renewed = await issuer.grant(SECRET)

@@ -19,7 +19,7 @@ class Clock:
 
 def test_rotation_publishes_first_and_signs_after_the_grace(tmp_path: Path) -> None:
     clock = Clock()
-    ring = KeyRing(tmp_path, rotation_grace=65.0, clock=clock)
+    ring = KeyRing(tmp_path, rotation_grace=65.0, clock=clock).load()
     old = ring.signer_kid
     verifier = TokenVerifier([])
     ring.on_change(verifier.set_keys)
@@ -38,12 +38,12 @@ def test_rotation_publishes_first_and_signs_after_the_grace(tmp_path: Path) -> N
 def test_a_router_starting_on_a_key_signs_with_it_at_once(tmp_path: Path) -> None:
     SigningKeys.load_or_create(tmp_path)
     new = SigningKeys.rotate(tmp_path).active_kid
-    ring = KeyRing(tmp_path, rotation_grace=65.0)
+    ring = KeyRing(tmp_path, rotation_grace=65.0).load()
     assert ring.signer_kid == new and len(ring.public_keys) == 2
 
 
 def test_a_broken_key_directory_keeps_the_current_keys(tmp_path: Path) -> None:
-    ring = KeyRing(tmp_path)
+    ring = KeyRing(tmp_path).load()
     before = ring.signer_kid
     (tmp_path / "keys" / "active").write_text("no-such-kid")
     assert not ring.reload()
