@@ -24,6 +24,7 @@ from gateway.pool.scheduler import Priority, Scheduler
 from gateway.pool.upstream import (
     Upstream,
     UpstreamConnectError,
+    UpstreamConnectTimeout,
     UpstreamDisconnected,
     UpstreamResponse,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Scheduler",
     "Upstream",
     "UpstreamConnectError",
+    "UpstreamConnectTimeout",
     "UpstreamDisconnected",
     "UpstreamResponse",
     "Verdict",

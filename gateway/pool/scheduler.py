@@ -45,7 +45,6 @@ class Scheduler:
         self.queue_size = queue_size
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
-        self.peak_queued = 0
 
     @property
     def queued(self) -> int:
@@ -73,7 +72,11 @@ class Scheduler:
             return self._take(choice.backend)
         if choice.verdict is Verdict.UNKNOWN_MODEL:
             raise ModelNotFound(f'model "{model}" not found, try pulling it first')
-        if choice.verdict is Verdict.UNAVAILABLE and not self._may_recover(model, exclude):
+        if choice.verdict is Verdict.UNAVAILABLE:
+            # No healthy backend outside `exclude` serves the model: an excluded
+            # one will not take this request, and a down one may not heal within
+            # the budget. Fail fast rather than hold a queue slot on that hope;
+            # Retry-After tells the client when to come back.
             raise NoCapacity(f'no healthy backend serves "{model}"', retry_after=2)
         if len(self._queue) >= self.queue_size or wait <= 0:
             raise NoCapacity("all backends are busy", retry_after=1)
@@ -115,12 +118,6 @@ class Scheduler:
         backend.requests += 1
         return backend
 
-    def _may_recover(self, model: str, exclude: Collection[Backend]) -> bool:
-        # A backend that serves the model but is excluded for this request will
-        # not help it; a down one might heal within the wait, but a request
-        # should not sit out its whole budget on that hope when nothing is up.
-        return any(b.healthy and b.serves(model) for b in self.backends if b not in exclude)
-
     async def _wait(
         self, model: str, priority: Priority, wait: float, exclude: Collection[Backend]
     ) -> Backend:
@@ -148,7 +145,6 @@ class Scheduler:
         while index > 0 and self._queue[index - 1].priority > waiter.priority:
             index -= 1
         self._queue.insert(index, waiter)
-        self.peak_queued = max(self.peak_queued, len(self._queue))
 
     def _abandon(self, waiter: _Waiter) -> None:
         # The waiter left without its slot (timeout, cancel). Two cases:

@@ -9,15 +9,21 @@ Errors are mapped here, at the boundary, into the gateway's tree:
 
     UpstreamError (gateway.errors, 502)
     ├── UpstreamConnectError    could not connect; nothing was sent, safe to retry elsewhere
+    │   └── UpstreamConnectTimeout (504)  no connection within the connect timeout
     └── UpstreamDisconnected    the backend closed or reset the connection
     UpstreamTimeout (504)       no byte within the read timeout
+
+One context manager, `map_exceptions`, does the mapping around every call into
+aiohttp (sending, reading a body, a probe), so each edge maps alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import SimpleNamespace, TracebackType
 
 import aiohttp
@@ -31,8 +37,49 @@ class UpstreamConnectError(UpstreamError):
     """No connection could be made: the backend never saw the request."""
 
 
+class UpstreamConnectTimeout(UpstreamConnectError):
+    """The backend neither accepted nor refused a connection in time (stuck, backlog full).
+
+    A connect error, so the relay ejects the backend and tries another: the
+    request never left. Still a 504 when it is the answer a client gets.
+    """
+
+    status = UpstreamTimeout.status
+    code = UpstreamTimeout.code
+
+
 class UpstreamDisconnected(UpstreamError):
     """The backend dropped the connection (killed, restarted, reset)."""
+
+
+@contextlib.contextmanager
+def map_exceptions(*, timed_out: str) -> Iterator[None]:
+    """aiohttp's exceptions raised inside, re-raised as the gateway's (httpcore's shape).
+
+    Most specific first: aiohttp's connect timeout is also a ServerTimeoutError,
+    a TimeoutError and a ClientError, and must stay a connect error. `timed_out`
+    is the message of a read timeout, which only the caller can word.
+    Anything else (ours, cancellation, a bug) passes through untouched.
+    """
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise UpstreamConnectTimeout("cannot connect to backend: connect timed out") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamConnectError(f"cannot connect to backend: {_connect_failure(exc)}") from exc
+    except TimeoutError as exc:  # aiohttp's sock_read, or the caller's asyncio.timeout
+        raise UpstreamTimeout(timed_out) from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamDisconnected(f"backend connection lost: {type(exc).__name__}") from exc
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    # asyncio's strerror names the address ("Connect call failed ('10.0.0.5',
+    # 11434)") and this text reaches clients: the errno's own words say enough.
+    errno = exc.os_error.errno
+    if errno is not None and errno > 0:
+        return os.strerror(errno)
+    return exc.strerror or type(exc).__name__
 
 
 class UpstreamResponse:
@@ -57,17 +104,14 @@ class UpstreamResponse:
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, one read at a time; no re-buffering."""
         content = self._response.content
-        try:
+        # Entered once per body, not per chunk: this loop runs for every token.
+        with map_exceptions(timed_out="backend stopped sending tokens"):
             while True:
                 chunk = await content.readany()
                 if not chunk:
                     self.complete = True
                     return
                 yield chunk
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout("backend stopped sending tokens") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamDisconnected(f"backend connection lost: {type(exc).__name__}") from exc
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
@@ -128,34 +172,27 @@ class Upstream:
 
     async def post(self, backend: Backend, path: str, body: bytes) -> UpstreamResponse:
         """Send a request; returns once the response headers are in."""
-        try:
+        with map_exceptions(timed_out="backend did not answer in time"):
             response = await self.session.post(
                 backend.url + path,
                 data=body,
                 headers={"Content-Type": "application/json"},
             )
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"cannot connect to backend: {exc.strerror}") from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamTimeout("backend did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamDisconnected(f"backend connection lost: {type(exc).__name__}") from exc
         return UpstreamResponse(backend, response)
 
     async def get_json(self, backend: Backend, path: str, within: float) -> object:
         """A small JSON GET, for probes and model listings."""
-        try:
+        # Outside the timeout: the TimeoutError it raises on expiry is mapped too.
+        with map_exceptions(timed_out=f"{path} did not answer in {within:g} s"):
             async with asyncio.timeout(within):
                 async with self.session.get(backend.url + path) as response:
-                    if response.status != 200:
+                    if response.status != 200:  # ours: passes the mapping untouched
                         raise UpstreamError(f"{path} answered {response.status}")
-                    return json.loads(await response.read())
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{path} did not answer in {within:g} s") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamConnectError(f"cannot connect to backend: {exc.strerror}") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise UpstreamError(f"{path} failed: {type(exc).__name__}") from exc
+                    body = await response.read()
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise UpstreamError(f"{path} answered invalid JSON") from exc
 
     async def _connection_created(
         self,

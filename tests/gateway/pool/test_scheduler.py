@@ -114,3 +114,22 @@ async def test_all_backends_down_fails_fast() -> None:
     with pytest.raises(NoCapacity):
         await s.acquire("m:latest", priority=Priority.COMPLETION, wait=5)
     assert s.queued == 0
+
+
+async def test_a_model_served_only_by_a_down_backend_fails_fast_with_budget_left() -> None:
+    # Another backend is up (other models): waiting for the down one to heal
+    # is the client's to do, on Retry-After, not a queue slot's.
+    s = make(n=2)
+    s.backends[0].healthy = False
+    s.backends[1].models = frozenset({"other:latest"})
+    with pytest.raises(NoCapacity) as info:
+        await s.acquire("m:latest", priority=Priority.COMPLETION, wait=5)
+    assert info.value.retry_after == 2 and s.queued == 0
+
+
+async def test_only_excluded_backends_left_fails_fast() -> None:
+    # The relay's retry after a connect error: the failed backend is excluded.
+    s = make()
+    with pytest.raises(NoCapacity, match="no healthy backend"):
+        await s.acquire("m:latest", priority=Priority.COMPLETION, wait=5, exclude=s.backends)
+    assert s.queued == 0
