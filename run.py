@@ -2,6 +2,7 @@
 
     ghostgate up [--multi-region] [--backend auto|ollama|sim] [--ollama URL]...
                  [--router-port PORT | --no-router] [--redis URL] [--wan-latency]
+                 [--restarts N]
     ghostgate token USER [--lifetime SECONDS]
     ghostgate keys create USER | list | revoke KEY_ID
     ghostgate route --location LOC
@@ -13,6 +14,9 @@
 each answers `/readyz`, writes `<state-dir>/run.json` (with a ready API key when
 there is a router), prints a banner, and on Ctrl-C or SIGTERM stops everything
 it started, regions first so they drain, then the router, and exits 0.
+A child that exits meanwhile is started again on its port, after 0.5 s, 1 s,
+2 s ...; one that keeps exiting (more than `--restarts` times a minute) stops
+the whole cluster, with a message naming it, and `up` exits 1.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from router.cluster import RegionPlan
+    from workers.supervisor import Supervisor
 
 COMMANDS = ("up", "token", "keys", "route")
 DEFAULT_OLLAMA = "http://127.0.0.1:11434"
@@ -102,6 +106,13 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ARG",
         help="extra flag for every simulated worker, e.g. --sim-arg=--fast",
     )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="restarts of a child within a minute before the cluster stops (0: never restart)",
+    )
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -116,6 +127,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from gateway.auth import SigningKeys, mint
     from router.cluster import banner, previous_api_key, run_info, write_run_json
+    from workers.supervisor import RestartPolicy, Supervisor
 
     state_dir: Path = args.state_dir
     logs = state_dir / "logs"
@@ -124,10 +136,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     stop = install_signal_handlers()
     kind, ollama = choose_backends(args)
     user = os.environ.get("USER") or "developer"
-    with ExitStack() as stack:
-        plans = plan_regions(args, kind, ollama, stack, logs)
-        router = start_router(args, plans, stack, logs)
-        start_regions(args, plans, kind, stack, logs, router)
+    # Leaving it stops every child, last started first: regions, router, workers.
+    with Supervisor(RestartPolicy(max_restarts=args.restarts)) as supervisor:
+        plans = plan_regions(args, ollama, supervisor, logs)
+        router = start_router(args, plans, supervisor, logs)
+        start_regions(args, plans, kind, supervisor, logs, router)
         api_key = None
         if router is not None:
             api_key = ensure_api_key(args, user, previous_api_key(state_dir))
@@ -135,9 +148,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         write_run_json(state_dir, info)
         token, _ = mint(keys.active, user)
         print(banner(info, token, state_dir, logs), flush=True)
-        supervise(stack, stop)
+        code = supervise(supervisor, stop)
     print("ghostgate: stopped", flush=True)
-    return 0
+    return code
 
 
 def router_port(args: argparse.Namespace) -> int | None:
@@ -146,7 +159,7 @@ def router_port(args: argparse.Namespace) -> int | None:
 
 
 def start_router(
-    args: argparse.Namespace, plans: list[RegionPlan], stack: ExitStack, logs: Path
+    args: argparse.Namespace, plans: list[RegionPlan], supervisor: Supervisor, logs: Path
 ) -> str | None:
     """Start the router in front of `plans` (before the regions: they fetch its JWKS)."""
     from router.cluster import router_command, wait_ready
@@ -158,7 +171,7 @@ def start_router(
     argv = router_command(
         sys.executable, args.host, port, args.state_dir, plans, args.redis, args.wan_latency
     )
-    child = stack.enter_context(Child.start("router", argv, log_path=logs / "router.log"))
+    child = supervisor.add(Child.start("router", argv, log_path=logs / "router.log"), restart=argv)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}"
     try:
@@ -202,11 +215,10 @@ def choose_backends(args: argparse.Namespace) -> tuple[str, list[str]]:
 
 
 def plan_regions(
-    args: argparse.Namespace, kind: str, ollama: list[str], stack: ExitStack, logs: Path
+    args: argparse.Namespace, ollama: list[str], supervisor: Supervisor, logs: Path
 ) -> list[RegionPlan]:
     """Every region's plan, its simulated workers started."""
     from router.cluster import LOCAL_REGIONS, RegionPlan
-    from workers.launch import start_sim
 
     names = LOCAL_REGIONS if args.multi_region else ((args.region, args.port),)
     plans: list[RegionPlan] = []
@@ -214,25 +226,35 @@ def plan_regions(
         port = args.port + index if args.multi_region else default_port
         backends = ollama
         if not ollama:  # no server named or found: start simulated workers
-            sims = [
-                stack.enter_context(
-                    start_sim(
-                        extra_args=[*args.sim_arg, "--parallel", str(args.slots)],
-                        log_path=logs / f"sim-{name}-{i}.log",
-                    )
-                )
+            backends = [
+                start_sim_worker(args, f"sim-{name}-{i}", supervisor, logs)
                 for i in range(args.sim_workers)
             ]
-            backends = [sim.url for sim in sims]
         plans.append(RegionPlan(name, args.host, port, tuple(backends), args.slots))
     return plans
+
+
+def start_sim_worker(
+    args: argparse.Namespace, name: str, supervisor: Supervisor, logs: Path
+) -> str:
+    """Start one simulated worker on a free port; its URL. A restart reuses that port,
+    so the region, which knows its backends by URL, reaches the new process."""
+    from urllib.parse import urlsplit
+
+    from workers.launch import sim_command, start_sim
+
+    flags = [*args.sim_arg, "--parallel", str(args.slots)]
+    sim = start_sim(flags, log_path=logs / f"{name}.log", name=name)
+    port = str(urlsplit(sim.url).port)
+    supervisor.add(sim.child, restart=sim_command([*flags, "--port", port]))
+    return sim.url
 
 
 def start_regions(
     args: argparse.Namespace,
     plans: list[RegionPlan],
     kind: str,
-    stack: ExitStack,
+    supervisor: Supervisor,
     logs: Path,
     router: str | None,
 ) -> None:
@@ -245,7 +267,8 @@ def start_regions(
         argv = plan.command(sys.executable, args.state_dir, kind == "sim", jwks=jwks)
         if args.redis:  # the router's keys and revocations live there too
             argv += ["--redis", args.redis]
-        stack.enter_context(Child.start(plan.name, argv, log_path=logs / f"{plan.name}.log"))
+        child = Child.start(plan.name, argv, log_path=logs / f"{plan.name}.log")
+        supervisor.add(child, restart=argv)
     deadline = time.monotonic() + 30
     for plan in plans:
         wait_ready(plan.url, deadline)
@@ -265,10 +288,16 @@ def install_signal_handlers() -> Callable[[], bool]:
     return lambda: bool(asked)
 
 
-def supervise(stack: ExitStack, stop: Callable[[], bool]) -> None:
-    """Wait for a stop signal; leaving the stack stops every child, last started first."""
-    while not stop():
-        time.sleep(0.2)
+def supervise(supervisor: Supervisor, stop: Callable[[], bool]) -> int:
+    """Keep every child up until a stop signal (0), or until one cannot be (1)."""
+    from workers.process import ChildFailed
+
+    try:
+        supervisor.watch(stop)
+    except ChildFailed as exc:
+        print(f"ghostgate: {exc}\nghostgate: stopping the cluster", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

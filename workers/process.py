@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -137,13 +137,3 @@ class Child:
 
     def __repr__(self) -> str:
         return f"<Child {self.name} pid={self.pid} {'alive' if self.alive() else 'exited'}>"
-
-
-@contextlib.contextmanager
-def started(children: list[Child]) -> Iterator[list[Child]]:
-    """Stop `children` in reverse order on exit."""
-    try:
-        yield children
-    finally:
-        for child in reversed(children):
-            child.stop()
