@@ -19,12 +19,19 @@ from fastapi import FastAPI
 
 from gateway.asgi import ASGIApp
 from gateway.auth import RevocationCheck
-from gateway.dialects.copilot import CopilotGeneration
-from gateway.dialects.ollama.generation import OllamaGeneration
-from gateway.dialects.ollama.request import parse_chat, parse_generate
-from gateway.dialects.ollama.routes import ShowEndpoint, listing, root, version
-from gateway.dialects.openai.generation import ChatGeneration, CompletionsGeneration
-from gateway.dialects.openai.routes import models_listing
+from gateway.dialects import (
+    ChatGeneration,
+    CompletionsGeneration,
+    CopilotGeneration,
+    OllamaGeneration,
+    ShowEndpoint,
+    listing,
+    models_listing,
+    parse_chat,
+    parse_generate,
+    root,
+    version,
+)
 from gateway.errors import Dialect
 from gateway.generation import GenerationEndpoint
 from gateway.middleware import Authenticate, RequestContext, UserLimits

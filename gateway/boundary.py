@@ -20,7 +20,6 @@ from gateway.asgi import ASGIApp, ClientGone, Headers, Message, Receive, Scope, 
 from gateway.errors import (
     Dialect,
     GatewayError,
-    UpstreamTimeout,
     dialect_for_path,
     error_body,
     render_error,
@@ -124,7 +123,8 @@ class RequestBoundary:
         raise NotImplementedError
 
     def _failure_outcome(self, exc: GatewayError) -> str:
-        return "timeout" if isinstance(exc, UpstreamTimeout) else "error"
+        # A 504 is a timeout wherever it came from (no answer, no connection).
+        return "timeout" if exc.status == 504 else "error"
 
     def _stream_failed(self, trace: Trace) -> None:
         """A stream already under way ended in error."""

@@ -9,3 +9,24 @@ its own answers, on top of the one generation flow (gateway/generation.py).
 """
 
 from __future__ import annotations
+
+from gateway.dialects.copilot import CopilotGeneration
+from gateway.dialects.ollama.generation import OllamaGeneration
+from gateway.dialects.ollama.request import parse_chat, parse_generate
+from gateway.dialects.ollama.routes import ShowEndpoint, listing, root, version
+from gateway.dialects.openai.generation import ChatGeneration, CompletionsGeneration
+from gateway.dialects.openai.routes import models_listing
+
+__all__ = [
+    "ChatGeneration",
+    "CompletionsGeneration",
+    "CopilotGeneration",
+    "OllamaGeneration",
+    "ShowEndpoint",
+    "listing",
+    "models_listing",
+    "parse_chat",
+    "parse_generate",
+    "root",
+    "version",
+]
