@@ -1,4 +1,4 @@
-"""Prometheus metrics of a region process, with the names DESIGN.md fixes.
+"""Prometheus metrics of a region process, with the names docs/ARCHITECTURE.md lists.
 
 Each app gets its own registry, so tests can run several in one process.
 Gauges that mirror live state (in-flight per backend, queue depth) are read

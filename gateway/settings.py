@@ -67,7 +67,7 @@ class AuthSettings:
     """Token verification. Regions hold public keys only."""
 
     public_key_files: tuple[Path, ...] = ()
-    # The router's JWKS (gateway/jwks.py): fetched at start, every
+    # The router's JWKS (gateway/auth/jwks.py): fetched at start, every
     # `jwks_refresh` seconds, and when a token names an unknown key.
     jwks_url: str = ""
     jwks_refresh: float = 60.0

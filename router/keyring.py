@@ -1,6 +1,6 @@
 """The router's signing keys: which key signs new tokens, which keys the JWKS publishes.
 
-The keys live in `<state-dir>/keys` (gateway/keystore.py); `SigningKeys.rotate`
+The keys live in `<state-dir>/keys` (gateway/auth/keys.py); `SigningKeys.rotate`
 adds one and makes it active. The router notices by re-reading the directory
 when its listing or the `active` file changes (`reload`, called every second by
 the lifespan).
@@ -14,7 +14,7 @@ A rotation, step by step:
    expire: its public key stays published until its files are deleted.
 
 A router that starts on a key it has never used signs with it at once; a
-region meeting that kid first refreshes its JWKS early (gateway/jwks.py).
+region meeting that kid first refreshes its JWKS early (gateway/auth/jwks.py).
 """
 
 from __future__ import annotations

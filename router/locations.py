@@ -1,6 +1,6 @@
 """Where a developer is, as far as the router can tell.
 
-A location is given, first that applies (DESIGN.md "Geo routing"):
+A location is given, first that applies (docs/ARCHITECTURE.md, "Geo routing"):
 
 1. `?location=` on the request,
 2. the `X-Client-Location` header,

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the router, with the names DESIGN.md fixes.
+"""Prometheus metrics of the router, with the names docs/ARCHITECTURE.md lists.
 
 Each app gets its own registry, so tests can run several in one process.
 `ghostgate_region_up` mirrors the prober's state and is read at scrape time.

@@ -1,6 +1,6 @@
 """One HTTP/2 client per region, for forward mode; owned by the router's lifespan.
 
-`gateway.h2client.H2Client` keeps one connection per region, multiplexes every
+`gateway.http2.H2Client` keeps one connection per region, multiplexes every
 forwarded request on it, replaces it after a GOAWAY or a loss, and really
 resets a stream that is closed early, which is how a cancelled forward stops
 the region (and through it, the backend) at once.

@@ -13,7 +13,7 @@ A failed fetch keeps the keys the region already has: a router restart or a
 network blip must not lock every developer out. Until the first fetch
 succeeds, the refresher retries every `retry` seconds.
 
-Keys are indexed by their RFC 7638 thumbprint (`gateway.tokens.key_id`), which
+Keys are indexed by their RFC 7638 thumbprint (`gateway.auth.tokens.key_id`), which
 is also the `kid` the router writes; a JWK's own `kid` field is not trusted.
 
 Exceptions:

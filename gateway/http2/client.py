@@ -1,14 +1,14 @@
 """Ghostgate's own HTTP/2 client: used by the router's forward mode, the load
 tests and the test suite. Import everything from here.
 
-    H2Connection    one connection (gateway/h2conn.py): h2c with prior knowledge
+    H2Connection    one connection (gateway/http2/connection.py): h2c with prior knowledge
                     or TLS with ALPN "h2"; honours the server's stream limit and
                     flow control; a stream left early is reset for real
     H2Stream        one response: status, headers, body chunks as they arrive
     H2Client        one connection at a time, replaced on GOAWAY or loss; a
                     request the server did not process is sent again once
 
-Exceptions (all from gateway/h2conn.py)::
+Exceptions (all from gateway/http2/connection.py)::
 
     H2Error              base; .retryable: re-sending the request is reasonable
     ├── ConnectError     TCP/TLS connect, ALPN "h2" or the server preface failed
@@ -16,7 +16,7 @@ Exceptions (all from gateway/h2conn.py)::
     └── StreamReset      RST_STREAM on the stream; .error_code, .remote
 
 Why not httpcore: its HTTP/2 client never sends RST_STREAM when a streamed
-response is closed early, so the server never learns of the cancel (DESIGN.md).
+response is closed early, so the server never learns of the cancel (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One HTTP/2 client connection on asyncio and the sans-I/O `h2` library.
 
 Why our own: httpcore 1.0.9's HTTP/2 client never sends RST_STREAM when a
-streamed response is closed early, so the server keeps generating (DESIGN.md).
+streamed response is closed early, so the server keeps generating (docs/ARCHITECTURE.md).
 Here a stream that is reset, closed unfinished, or whose reading task is
 cancelled sends RST_STREAM(CANCEL) at once.
 

@@ -3,7 +3,7 @@
 One `aiohttp.ClientSession` serves every backend: its connector keeps a list of
 idle keep-alive connections per (host, port), and taking one is a pop from the
 end of that list, O(1) in the number of connections. (httpx's pool scans every
-connection on each request, which DESIGN.md measured at ~60% of a proxy's CPU.)
+connection on each request, which docs/ARCHITECTURE.md records at ~60% of a proxy's CPU.)
 
 Errors are mapped here, at the boundary, into the gateway's tree:
 

@@ -30,7 +30,7 @@ class RevocationSource(Protocol):
 
 
 class RevocationCache:
-    """A `gateway.tokens.RevocationCheck` over a snapshot refreshed every `interval` s."""
+    """A `gateway.auth.RevocationCheck` over a snapshot refreshed every `interval` s."""
 
     def __init__(self, source: RevocationSource, *, interval: float = 1.0) -> None:
         self.source = source

@@ -17,7 +17,7 @@ from typing import Any
 
 PLAIN_TEMPLATE = "{{ .Prompt }}"
 
-# FIM layouts by model family (DESIGN.md, "Context processing"); a family not
+# FIM layouts by model family (docs/ARCHITECTURE.md, "Context processing"); a family not
 # listed gets StarCoder's, the most common one.
 _FIM_LAYOUTS: tuple[tuple[str, str], ...] = (
     ("deepseek", "<｜fim▁begin｜>{{ .Prompt }}<｜fim▁hole｜>{{ .Suffix }}<｜fim▁end｜>"),
