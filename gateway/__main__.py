@@ -8,7 +8,7 @@ import sys
 from gateway import config
 from gateway.app import create_app
 from gateway.logs import configure_logging
-from gateway.server import run, serve_until_signalled
+from gateway.server import serve_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,26 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     config.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        settings = config.load(args)
+        settings = config.servable(config.load(args))
     except config.ConfigError as exc:
         print(f"ghostgate: {exc}", file=sys.stderr)
         return 2
-    if not settings.backends:
-        print("ghostgate: no backend given (--backend URL)", file=sys.stderr)
-        return 2
-    if not settings.auth.public_key_files and not settings.auth.jwks_url:
-        print(
-            "ghostgate: no token verification key (--state-dir, --public-key or --jwks)",
-            file=sys.stderr,
-        )
-        return 2
     configure_logging(settings.log_level)
     app, services = create_app(settings)
-
-    def drain() -> None:
-        services.draining = True
-
-    run(serve_until_signalled(app, settings, drain), settings.server.use_uvloop)
+    serve_process(app, settings, services)
     return 0
 
 

@@ -22,7 +22,6 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from gateway.completion import Supersessions
 from gateway.store import Payload, RevocationCache, Store, StoreError, open_store
@@ -65,15 +64,13 @@ class SharedState:
             self._tasks.append(asyncio.create_task(self._listen(), name="cancel-listener"))
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.revocations.__aexit__(kind, exc, tb)
-        await self.store.__aexit__(kind, exc, tb)
+        await self.revocations.__aexit__(*exc_info)
+        await self.store.__aexit__(*exc_info)
 
     @property
     def degraded(self) -> bool:

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from gateway.logs import configure_logging
-from gateway.server import run, serve_until_signalled
+from gateway.server import serve_process
 from gateway.settings import GatewaySettings, ServerSettings
 from router import config
 from router.app import create_app
@@ -29,13 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     app, services = create_app(settings)
     # The region's Hypercorn set-up fits the router too: editor connections
     # that live for hours, and a drain on SIGTERM.
-    server = ServerSettings(host=settings.host, port=settings.port)
+    server = ServerSettings(host=settings.host, port=settings.port, use_uvloop=settings.use_uvloop)
     serving = GatewaySettings(region="router", server=server, log_level=settings.log_level)
-
-    def drain() -> None:
-        services.draining = True
-
-    run(serve_until_signalled(app, serving, drain), settings.use_uvloop)
+    serve_process(app, serving, services)
     return 0
 
 

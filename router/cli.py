@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.config import read_toml
 from gateway.store import KeyRecord, open_store
 from router import config
 from router.locations import LocationError, parse_location
@@ -158,7 +159,7 @@ def ask_router(router: str, location: str) -> dict[str, Any]:
 
 def local_decision(location: str, config_path: Path | None) -> dict[str, Any]:
     """The decision from the region table alone, every region assumed up and idle."""
-    document = config.read_toml(config_path) if config_path else {}
+    document = read_toml(config_path) if config_path else {}
     regions = config.from_document(document).regions
     states = [RegionState(region, up=True) for region in regions]
     return dict(choose_region(parse_location(location, regions), states).to_dict())

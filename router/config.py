@@ -9,8 +9,11 @@ TOML layout (every table optional):
     [router.cidr]     "10.1.0.0/16" = "DE"   (client network -> location)
     [router.policy]   fixed_cost_ms, load_penalty_ms, max_utilisation, max_queued
     [router.probes]   interval, timeout
-    [router.forward]  max_body_bytes, connect_timeout, read_timeout, wan_latency
-    [router.tokens]   lifetime, issuer, audience, rotation_grace, recheck
+    [router.forward]  max_body_bytes, body_timeout, send_timeout, connect_timeout,
+                      read_timeout, wan_latency
+    [router.tokens]   lifetime, issuer, audience, rotation_grace, recheck,
+                      failed_lookups_per_minute, lookup_limiter_addresses,
+                      negative_cache_seconds, negative_cache_entries, last_used_interval
     [[regions]]       name, url, lat, lon, area   (see router/regions.py)
 """
 
@@ -19,11 +22,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# One error for any unusable configuration, the region's or the router's.
+from gateway.config import ConfigError as ConfigError
+from gateway.config import read_toml
 from router.locations import CidrTable
 from router.nearest import RoutePolicy
 from router.regions import DEFAULT_REGIONS, Region, find_region, parse_regions
@@ -37,10 +42,6 @@ _GROUPS: dict[str, type[Any]] = {
 }
 _SCALARS = ("host", "port", "public_url", "default_region", "redis_url", "log_level")
 MAX_TOKEN_LIFETIME = 1800.0  # a region's default max_lifetime: longer tokens are refused
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which value and why."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,16 +84,6 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
     if from_env:
         settings = dataclasses.replace(settings, redis_url=from_env)
     return check(_apply_flags(settings, args))
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def from_document(document: Mapping[str, Any]) -> RouterSettings:
@@ -159,7 +150,19 @@ def check(settings: RouterSettings) -> RouterSettings:
         raise ConfigError(f"token lifetime must be 60..{MAX_TOKEN_LIFETIME:g} s, got {lifetime:g}")
     if not 0 < settings.probes.timeout <= settings.probes.interval:
         raise ConfigError("probes.timeout must be > 0 and at most probes.interval")
+    _check_lookup_guards(settings.tokens)
     return settings
+
+
+def _check_lookup_guards(tokens: TokenSettings) -> None:
+    """The bounds on API key lookups (router/grants.py): 0 turns a guard off,
+    a table must hold at least one entry."""
+    for name in ("failed_lookups_per_minute", "negative_cache_seconds", "last_used_interval"):
+        if getattr(tokens, name) < 0:
+            raise ConfigError(f"tokens.{name} must be >= 0")
+    for name in ("lookup_limiter_addresses", "negative_cache_entries"):
+        if getattr(tokens, name) < 1:
+            raise ConfigError(f"tokens.{name} must be >= 1")
 
 
 def _apply_flags(settings: RouterSettings, args: argparse.Namespace) -> RouterSettings:

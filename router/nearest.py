@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, TypedDict
 
 from router.geo import DEFAULT_FIXED_COST_MS, estimate_rtt_ms, haversine_km
@@ -74,16 +74,6 @@ class RoutePolicy:
             raise ValueError("max_utilisation must be > 0 and max_queued >= 1")
 
 
-class AlternativeDict(TypedDict):
-    name: str
-    url: str
-    status: RegionStatus
-    distance_km: float
-    rtt_ms: float
-    score: float
-    utilisation: float | None
-
-
 class LocationDict(TypedDict):
     lat: float
     lon: float
@@ -96,7 +86,7 @@ class RouteDecisionDict(TypedDict):
     url: str | None
     reason: str
     location: LocationDict
-    alternatives: list[AlternativeDict]
+    alternatives: list[dict[str, object]]  # Alternative.to_dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +101,16 @@ class Alternative:
     score: float
     utilisation: float | None  # None: the region has no slots at all
 
-    def to_dict(self) -> AlternativeDict:
+    def to_dict(self) -> dict[str, object]:
+        """Every field, as `/v1/route` lists it: the figures rounded for reading."""
         util = None if self.utilisation is None else round(self.utilisation, 3)
-        return AlternativeDict(
-            name=self.name,
-            url=self.url,
-            status=self.status,
-            distance_km=round(self.distance_km, 1),
-            rtt_ms=round(self.rtt_ms, 2),
-            score=round(self.score, 2),
-            utilisation=util,
-        )
+        return {
+            **asdict(self),
+            "distance_km": round(self.distance_km, 1),
+            "rtt_ms": round(self.rtt_ms, 2),
+            "score": round(self.score, 2),
+            "utilisation": util,
+        }
 
 
 @dataclass(frozen=True, slots=True)

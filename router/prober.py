@@ -13,16 +13,14 @@ a miss for its health, but the `draining` flag in the body is taken at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 
+from gateway.lifecycle import SessionLoop, every
 from router.health import DOWN_AFTER_MISSES, RegionHealth
 from router.nearest import RegionState
 from router.regions import Region
@@ -102,17 +100,16 @@ def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-class RegionProber:
+class RegionProber(SessionLoop):
     """Probes every region's `/readyz`; open it with `async with` (the lifespan does).
 
     It owns its HTTP session and its probe task and closes both on exit.
     """
 
     def __init__(self, regions: Iterable[Region], settings: ProbeSettings) -> None:
+        super().__init__("region-probes", settings.timeout)
         self.settings = settings
         self.views = {r.name: RegionView(r, RegionHealth()) for r in regions}
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def states(self) -> list[RegionState]:
         return [view.state() for view in self.views.values()]
@@ -129,11 +126,10 @@ class RegionProber:
         await asyncio.gather(*(self.probe(view) for view in self.views.values()))
 
     async def probe(self, view: RegionView) -> None:
-        if self._session is None:
-            raise RuntimeError("RegionProber is not open: use `async with`")
+        session = self.session
         started = time.perf_counter()
         try:
-            async with self._session.get(view.region.url + "/readyz") as response:
+            async with session.get(view.region.url + "/readyz") as response:
                 report = await response.json(content_type=None)
                 ok = response.status == 200
                 error = "" if ok else f"/readyz answered {response.status}"
@@ -142,32 +138,12 @@ class RegionProber:
             return
         view.observe(ok, report, (time.perf_counter() - started) * 1000, error)
 
-    async def __aenter__(self) -> Self:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+    async def _open(self) -> None:
+        await super()._open()  # the session
         await self.probe_all()  # the first request already sees who is up
-        self._task = asyncio.create_task(self._run(), name="region-probes")
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval)
-            await self.probe_all()
+    async def _loop(self) -> None:
+        await every(self.settings.interval, self.probe_all)
 
     def __repr__(self) -> str:
         states = ", ".join(f"{n}={v.health.status}" for n, v in self.views.items())

@@ -14,9 +14,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
-from workers.process import Child, ChildFailed
+from workers.process import Child, ChildFailed, StopsOnExit
 from workers.sim import READY_PREFIX
 
 
@@ -36,7 +35,7 @@ def parse_ready_line(line: str) -> str | None:
     return url if url.startswith("http://") else None
 
 
-class SimHandle:
+class SimHandle(StopsOnExit):
     """A running simulated worker: its URL and process. A context manager that stops it."""
 
     def __init__(self, url: str, child: Child) -> None:
@@ -58,17 +57,6 @@ class SimHandle:
         """SIGKILL now: a worker dying, for failure tests."""
         self.child.kill()
         self.child.stop()  # reaps and closes the stdout pipe
-
-    def __enter__(self) -> SimHandle:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<SimHandle {self.url} pid={self.pid} {'alive' if self.alive() else 'exited'}>"

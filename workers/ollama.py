@@ -23,9 +23,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
-from workers.process import Child, ChildFailed
+from workers.process import Child, ChildFailed, StopsOnExit
 
 
 class OllamaError(RuntimeError):
@@ -117,7 +116,7 @@ def wait_ready(url: str, timeout: float, child: Child | None = None) -> Probe:
         time.sleep(0.1)
 
 
-class OllamaHandle:
+class OllamaHandle(StopsOnExit):
     """A running `ollama serve`: its URL and process. A context manager that stops it."""
 
     def __init__(self, url: str, child: Child, version: str) -> None:
@@ -132,17 +131,6 @@ class OllamaHandle:
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM (Ollama unloads models and exits), then SIGKILL after `grace` seconds."""
         return self.child.stop(grace)
-
-    def __enter__(self) -> OllamaHandle:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<OllamaHandle {self.url} pid={self.pid} version={self.version}>"

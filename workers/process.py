@@ -16,9 +16,10 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,7 +34,22 @@ class ChildFailed(RuntimeError):
     """A child exited or never became ready; the message ends with its log's tail."""
 
 
-class Child:
+class StopsOnExit(ABC):
+    """Mixin of an owner of processes: `with obj:` returns `obj` and calls
+    `obj.stop()` on the way out, however the block is left."""
+
+    @abstractmethod
+    def stop(self) -> object:
+        """Stop what this object owns."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class Child(StopsOnExit):
     """One supervised process. Use as a context manager, or call `stop`."""
 
     def __init__(self, name: str, process: subprocess.Popen[bytes], log_path: Path | None) -> None:
@@ -123,17 +139,6 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         self.process.wait()
-
-    def __enter__(self) -> Child:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Child {self.name} pid={self.pid} {'alive' if self.alive() else 'exited'}>"

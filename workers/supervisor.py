@@ -18,10 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TextIO
 
-from workers.process import Child, ChildFailed
+from workers.process import Child, ChildFailed, StopsOnExit
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ class _Supervised:
     restart_at: float | None = None
 
 
-class Supervisor:
+class Supervisor(StopsOnExit):
     """Owns the cluster's children: restarts them, and stops them all on exit.
 
     Children are stopped last added first, so regions drain before the router
@@ -125,20 +124,10 @@ class Supervisor:
                 raise
             time.sleep(interval)
 
-    def stop_all(self) -> None:
+    def stop(self) -> None:
+        """Stop every child, the last added first."""
         while self._supervised:
             self._supervised.pop().child.stop()
-
-    def __enter__(self) -> Supervisor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop_all()
 
     def _exited(self, entry: _Supervised, code: int, now: float) -> None:
         # Older exits no longer count (see next_step): keep the list short.

@@ -31,14 +31,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Self
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.auth.tokens import ALGORITHM, Principal, TokenVerifier, key_id
 from gateway.errors import Unauthorized
+from gateway.lifecycle import SessionLoop
 
 log = logging.getLogger("ghostgate.jwks")
 
@@ -93,7 +92,7 @@ class JwksVerifier(TokenVerifier):
             raise
 
 
-class JwksRefresher:
+class JwksRefresher(SessionLoop):
     """Keeps a verifier's keys equal to `static_keys` plus the JWKS at `url`.
 
     Open it with `async with` (the region's lifespan does): it owns its HTTP
@@ -112,6 +111,7 @@ class JwksRefresher:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__("jwks-refresh", timeout)
         self.url = url
         self.verifier = verifier
         self.static_keys = tuple(static_keys)
@@ -122,8 +122,6 @@ class JwksRefresher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._last_fetch = -float("inf")
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
         self.fetched_kids: tuple[str, ...] = ()
         self.fetches = 0
         self.failures = 0
@@ -153,35 +151,15 @@ class JwksRefresher:
         return True
 
     async def _get(self) -> object:
-        if self._session is None:
-            raise RuntimeError("JwksRefresher is not open: use `async with`")
-        async with self._session.get(self.url) as response:
+        async with self.session.get(self.url) as response:
             response.raise_for_status()
             return await response.json(content_type=None)
 
-    async def __aenter__(self) -> Self:
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+    async def _open(self) -> None:
+        await super()._open()  # the session
         await self.refresh()
-        self._task = asyncio.create_task(self._run(), name="jwks-refresh")
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    async def _run(self) -> None:
+    async def _loop(self) -> None:
         while True:
             # Step 1: sleep until the periodic refresh is due, or a token
             # names an unknown key (request_refresh sets the event).

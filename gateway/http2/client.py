@@ -25,12 +25,12 @@ import asyncio
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from types import TracebackType
 
 from gateway.http2.connection import ConnectionLost, H2Connection, H2Error, H2Stream
+from gateway.lifecycle import ClosedOnExit
 
 
-class H2Client:
+class H2Client(ClosedOnExit):
     """An HTTP/2 client to one server that survives GOAWAY and connection loss.
 
     It holds one connection at a time. When the server sends GOAWAY, or the
@@ -104,17 +104,6 @@ class H2Client:
             self._current, self._retired = None, []
         for conn in connections:
             await conn.close()
-
-    async def __aenter__(self) -> H2Client:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         return (

@@ -31,7 +31,6 @@ import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 import h2.config
@@ -44,6 +43,7 @@ from hpack.struct import Header
 from hyperframe.frame import Frame, GoAwayFrame
 
 from gateway.http2.hpack import plain_encoding
+from gateway.lifecycle import ClosedOnExit
 
 READ_SIZE = 64 * 1024
 DEFAULT_WINDOW = 65_535  # RFC 9113 initial window, for the connection and each stream
@@ -344,12 +344,7 @@ class H2Stream:
     async def __aenter__(self) -> H2Stream:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def _cancel(self) -> None:
@@ -377,7 +372,7 @@ class H2Stream:
         )
 
 
-class H2Connection:
+class H2Connection(ClosedOnExit):
     """An HTTP/2 client connection: h2c with prior knowledge, or TLS with ALPN "h2".
 
     Open with `await H2Connection.open(host, port)`; close with `await conn.close()`
@@ -522,17 +517,6 @@ class H2Connection:
             self._fail("connection closed by the client")
             self._shutdown_transport()
             await self._wait_transport_closed()
-
-    async def __aenter__(self) -> H2Connection:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def __repr__(self) -> str:
         if self._failure is not None:

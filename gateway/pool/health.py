@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 from gateway.errors import GatewayError
+from gateway.lifecycle import every
 from gateway.pool.backends import Backend, normalize_model
 from gateway.pool.scheduler import Scheduler
 from gateway.pool.upstream import Upstream
@@ -51,10 +52,8 @@ class HealthProber:
         self._settings = settings
 
     async def run(self) -> None:
-        """Probe forever; cancelled by the lifespan that owns it."""
-        while True:
-            await asyncio.sleep(self._settings.interval)
-            await self.probe_all()
+        """Probe every `interval` forever; cancelled by the lifespan that owns it."""
+        await every(self._settings.interval, self.probe_all)
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(b) for b in self._scheduler.backends))

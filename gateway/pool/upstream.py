@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import SimpleNamespace, TracebackType
+from types import SimpleNamespace
 
 import aiohttp
 
@@ -154,12 +154,7 @@ class Upstream:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -7,6 +7,20 @@ connections, with the patches that Hypercorn, h2 and hpack need (`patches/`).
 
 from __future__ import annotations
 
-from gateway.server.serve import bind_address, hypercorn_config, run, serve_until_signalled
+from gateway.server.serve import (
+    Served,
+    bind_address,
+    hypercorn_config,
+    run,
+    serve_process,
+    serve_until_signalled,
+)
 
-__all__ = ["bind_address", "hypercorn_config", "run", "serve_until_signalled"]
+__all__ = [
+    "Served",
+    "bind_address",
+    "hypercorn_config",
+    "run",
+    "serve_process",
+    "serve_until_signalled",
+]

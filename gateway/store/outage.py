@@ -11,12 +11,10 @@ store degraded; that one operation is answered locally and the error logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Self
 
+from gateway.lifecycle import BackgroundLoop
 from gateway.store.base import StoreCorrupted, StoreError, StoreUnavailable
 from gateway.store.redis_store import RedisStore
 
@@ -24,8 +22,8 @@ Write = Callable[[RedisStore], Awaitable[object]]
 log = logging.getLogger("ghostgate.store")
 
 
-class Outage:
-    """The degraded flag of one Redis connection, and its recovery."""
+class Outage(BackgroundLoop):
+    """The degraded flag of one Redis connection, and its recovery (a task while open)."""
 
     def __init__(
         self,
@@ -35,6 +33,7 @@ class Outage:
         retry_max: float = 1.0,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        super().__init__("redis-reconnect")
         self.remote = remote
         self.retry_min = retry_min
         self.retry_max = retry_max
@@ -44,7 +43,6 @@ class Outage:
         self.fallbacks = 0  # operations answered from local state
         self.pending: list[Write] = []  # shared writes to replay, in order
         self._lost = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -77,23 +75,7 @@ class Outage:
         if self.on_change is not None:
             self.on_change(True)
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._recover_forever(), name="redis-reconnect")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _recover_forever(self) -> None:
+    async def _loop(self) -> None:
         while True:
             await self._lost.wait()
             self._lost.clear()

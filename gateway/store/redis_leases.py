@@ -11,19 +11,18 @@ user keeps the key alive).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Protocol, TypeVar
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.typing import EncodableT
 
+from gateway.lifecycle import BackgroundLoop
 from gateway.store.base import StoreError
 
 T = TypeVar("T")
@@ -36,16 +35,16 @@ class Runner(Protocol):
     def __call__(self, what: str, call: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
 
 
-class StreamLeases:
-    """The stream leases this instance holds, by Redis key."""
+class StreamLeases(BackgroundLoop):
+    """The stream leases this instance holds, by Redis key; renewed by a task while open."""
 
     def __init__(self, run: Runner, ttl: float) -> None:
+        super().__init__("stream-lease-renewal")
         self.instance = secrets.token_hex(8)
         self.ttl = ttl
         self._run = run
         self._ids = itertools.count()
         self._held: dict[str, list[str]] = {}
-        self._task: asyncio.Task[None] | None = None
         self._client: Redis | None = None
         self._acquire: AsyncScript | None = None
         self._renew: AsyncScript | None = None
@@ -97,24 +96,7 @@ class StreamLeases:
             args: list[EncodableT] = [self.ttl_ms, *leases]
             await self._run("renew streams", functools.partial(script, keys=[name], args=args))
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._renew_forever(), name="stream-lease-renewal")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._release_all()
-
-    async def _release_all(self) -> None:
+    async def _close(self) -> None:
         # A clean shutdown hands its streams back now instead of after a TTL.
         for name in list(self._held):
             while name in self._held:
@@ -123,7 +105,7 @@ class StreamLeases:
                 except StoreError:
                     self._held.pop(name, None)
 
-    async def _renew_forever(self) -> None:
+    async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:

@@ -11,13 +11,11 @@ per process to keep alive. If a read fails, the last snapshot stays in force.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
+from gateway.lifecycle import BackgroundLoop, every
 from gateway.store.base import Revocations, StoreError
 
 log = logging.getLogger("ghostgate.store")
@@ -29,15 +27,15 @@ class RevocationSource(Protocol):
     async def revocations(self) -> Revocations: ...
 
 
-class RevocationCache:
+class RevocationCache(BackgroundLoop):
     """A `gateway.auth.RevocationCheck` over a snapshot refreshed every `interval` s."""
 
     def __init__(self, source: RevocationSource, *, interval: float = 1.0) -> None:
+        super().__init__("revocation-refresh")
         self.source = source
         self.interval = interval
         self.snapshot = Revocations()
         self.refreshed_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def is_revoked(self, token_id: str, subject: str) -> bool:
         """Whether the token, or the API key that minted it, is revoked. O(1), no I/O."""
@@ -60,24 +58,8 @@ class RevocationCache:
             return
         self.refreshed_at = time.monotonic()
 
-    async def __aenter__(self) -> Self:
+    async def _open(self) -> None:
         await self.refresh()  # the first request already sees what is revoked
-        self._task = asyncio.create_task(self._refresh_forever(), name="revocation-refresh")
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.refresh()
+    async def _loop(self) -> None:
+        await every(self.interval, self.refresh)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -111,14 +112,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(
         models=models,
         timing=Timing(args.load_seconds, args.prefill_tps, args.decode_tps),
-        limits=Limits(
-            parallel=args.parallel,
-            max_queue=args.max_queue,
-            num_predict_cap=args.num_predict_cap,
-            min_tokens=args.min_tokens,
-            max_tokens=args.max_tokens,
-            num_ctx=args.num_ctx,
-        ),
+        # Every field of Limits has a flag of the same name.
+        limits=Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)}),
         fast=FastMode(args.fast, args.fast_tokens, args.fast_interval_ms / 1000),
         keep_alive=args.keep_alive,
         shutdown_timeout=args.shutdown_timeout,

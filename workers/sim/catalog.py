@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PLAIN_TEMPLATE = "{{ .Prompt }}"
+# Where a bare name lives in Ollama's registry: `starcoder2:3b` is short for this plus it.
+_LIBRARY = "registry.ollama.ai/library/"
 
 # FIM layouts by model family (docs/ARCHITECTURE.md, "Context processing"); a family not
 # listed gets StarCoder's, the most common one.
@@ -37,13 +39,15 @@ def fim_template(name: str) -> str:
 
 
 def normalize_model(name: str) -> str:
-    """Ollama's canonical model name: no registry prefix, and `latest` when untagged."""
-    name = name.strip()
-    for prefix in ("registry.ollama.ai/library/", "library/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-    base = name.rsplit("/", 1)[-1]
-    return name if ":" in base else f"{name}:latest"
+    """Ollama's canonical model name: no registry prefix, and `latest` when untagged.
+
+    The inverse of `ModelSpec.registry_name`. The gateway applies the same rule
+    to what clients send (gateway/pool/backends.py) with code of its own: this
+    worker stands in for Ollama and imports nothing of the gateway, so a
+    mistake in either is seen as a mismatch rather than shared by both.
+    """
+    short = name.strip().removeprefix(_LIBRARY).removeprefix("library/")
+    return short if ":" in short.rpartition("/")[2] else f"{short}:latest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +79,7 @@ class ModelSpec:
     @property
     def registry_name(self) -> str:
         """How Ollama names the model in its errors."""
-        return self.name if "/" in self.name else f"registry.ollama.ai/library/{self.name}"
+        return self.name if "/" in self.name else f"{_LIBRARY}{self.name}"
 
 
 DEFAULT_MODELS: tuple[ModelSpec, ...] = (
