@@ -6,7 +6,8 @@ busy", is skipped for the next one; that is safe because the client has seen
 nothing yet. Once `open` returns, the request is committed to that backend.
 `Relay.finish` always runs (in `finally`): it closes the response, which drops
 the connection if the body was not fully read so Ollama stops generating, and
-gives the slot back.
+gives the slot back. The slot is the user's (the token's subject, `trace.user`)
+from `open` to `finish`, for the scheduler's fair share.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from gateway.errors import GatewayError, NoCapacity
 from gateway.pool.backends import Backend
 from gateway.pool.health import HealthProber
-from gateway.pool.scheduler import Priority, Scheduler
+from gateway.pool.scheduler import Priority, Scheduler, UserBounds
 from gateway.pool.upstream import (
     Upstream,
     UpstreamConnectError,
@@ -48,6 +49,9 @@ class Relay:
         self._upstream = upstream
         self._prober = prober
         self._limits = limits
+        self._bounds = UserBounds(queue=limits.queue_per_user, slot_share=limits.user_slot_share)
+        # Whose slot each open response holds, so `finish` releases it for them.
+        self._holders: dict[UpstreamResponse, str] = {}
 
     def wait_budget(self, priority: Priority) -> float:
         if priority is Priority.COMPLETION:
@@ -58,6 +62,7 @@ class Relay:
         """A response from some backend, with its slot held until `finish`."""
         excluded: list[Backend] = []
         last_error: GatewayError | None = None
+        user = trace.user
         for _ in range(self._limits.max_attempts):
             backend = await self._acquire(job, trace, excluded)
             try:
@@ -71,16 +76,17 @@ class Relay:
                 # closed; one more try may go to the same backend.
                 last_error = exc
             except BaseException:
-                self.scheduler.release(backend)
+                self.scheduler.release(backend, user)
                 raise
             else:
                 if response.status != 503:
+                    self._holders[response] = user
                     return response
                 # Ollama's own queue is full: another backend may have room.
                 response.close()
                 excluded.append(backend)
                 last_error = NoCapacity("backend busy", retry_after=1)
-            self.scheduler.release(backend)
+            self.scheduler.release(backend, user)
         assert last_error is not None
         raise last_error
 
@@ -90,12 +96,13 @@ class Relay:
         Idempotent: cleanup paths may overlap (a task and its parent both in
         `finally`), and a slot must be given back exactly once.
         """
+        user = self._holders.pop(response, "")
         if response.closed:
             return
         response.close()
         if isinstance(error, UpstreamDisconnected):
             self._prober.eject(response.backend, error.message)
-        self.scheduler.release(response.backend)
+        self.scheduler.release(response.backend, user)
 
     async def _acquire(self, job: Job, trace: Trace, excluded: list[Backend]) -> Backend:
         trace.stage = Stage.QUEUED
@@ -106,6 +113,8 @@ class Relay:
                 priority=job.priority,
                 wait=self.wait_budget(job.priority),
                 exclude=excluded,
+                user=trace.user,
+                bounds=self._bounds,
             )
         finally:
             trace.queue_wait += time.perf_counter() - waited_from

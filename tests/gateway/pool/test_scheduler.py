@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from gateway.errors import ModelNotFound, NoCapacity
+from gateway.errors import ModelNotFound, NoCapacity, RateLimited
 from gateway.pool.backends import Backend
-from gateway.pool.scheduler import Priority, Scheduler
+from gateway.pool.scheduler import Priority, Scheduler, UserBounds
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +133,138 @@ async def test_only_excluded_backends_left_fails_fast() -> None:
     with pytest.raises(NoCapacity, match="no healthy backend"):
         await s.acquire("m:latest", priority=Priority.COMPLETION, wait=5, exclude=s.backends)
     assert s.queued == 0
+
+
+# Fairness between users: round robin within a priority, a share of the slots,
+# a per-user bound on the queue.
+
+M = "m:latest"
+
+
+async def hold(s: Scheduler, user: str, n: int) -> list[Backend]:
+    return [await s.acquire(M, priority=Priority.COMPLETION, wait=1, user=user) for _ in range(n)]
+
+
+async def test_round_robin_serves_every_user_before_a_bursts_fifth_request() -> None:
+    s = make(slots=4, queue_size=64)
+    busy = await hold(s, "z", 4)
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        user = name[0]
+        b = await s.acquire(M, priority=Priority.COMPLETION, wait=5, user=user)
+        order.append(name)
+        s.release(b, user)
+
+    tasks = [asyncio.create_task(take(f"a{i}")) for i in range(20)]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(take(f"{u}{i}")) for u in "bc" for i in range(2)]
+    await asyncio.sleep(0)
+    assert s.queued == 24 and s.snapshot()["users_waiting"] == 3
+    for b in busy:
+        s.release(b, "z")
+    await asyncio.gather(*tasks)
+    assert order[:6] == ["a0", "b0", "c0", "a1", "b1", "c1"]
+    assert order[6:] == [f"a{i}" for i in range(2, 20)]  # FIFO within one user
+    assert s.inflight == 0 and s.snapshot()["max_user_inflight"] == 0
+
+
+async def test_completions_still_go_before_chat_across_users() -> None:
+    s = make()
+    (held,) = await hold(s, "z", 1)
+    chat = asyncio.create_task(s.acquire(M, priority=Priority.CHAT, wait=5, user="a"))
+    await asyncio.sleep(0)
+    completion = asyncio.create_task(s.acquire(M, priority=Priority.COMPLETION, wait=5, user="b"))
+    await asyncio.sleep(0)
+    s.release(held, "z")
+    assert await completion is held and not chat.done()
+    s.release(held, "b")
+    assert await chat is held
+
+
+async def test_a_user_at_half_the_slots_waits_while_another_user_waits() -> None:
+    s = make(slots=4)
+    share = UserBounds(slot_share=0.5)
+    await hold(s, "a", 2)
+    z1, z2 = await hold(s, "z", 2)
+    a_next = asyncio.create_task(
+        s.acquire(M, priority=Priority.COMPLETION, wait=5, user="a", bounds=share)
+    )
+    await asyncio.sleep(0)
+    b_next = asyncio.create_task(
+        s.acquire(M, priority=Priority.COMPLETION, wait=5, user="b", bounds=share)
+    )
+    await asyncio.sleep(0)
+    s.release(z1, "z")  # a is first in the ring but holds 2 of 4: b gets the slot
+    await asyncio.sleep(0)
+    assert b_next.done() and not a_next.done()
+    assert s.share_held_back == 1 and s.snapshot()["users_waiting"] == 1
+    s.release(z2, "z")  # nobody else waits: a may go past half
+    assert await a_next is z2
+    assert s.snapshot()["max_user_inflight"] == 3 and s.share_held_back == 1
+    await b_next
+
+
+async def test_a_user_alone_may_use_every_slot() -> None:
+    s = make(slots=4)
+    share = UserBounds(slot_share=0.5)
+    await hold(s, "a", 3)
+    last = await s.acquire(M, priority=Priority.COMPLETION, wait=1, user="a", bounds=share)
+    assert last.free == 0 and s.snapshot()["max_user_inflight"] == 4
+
+
+async def test_a_users_queue_past_its_bound_is_429_and_others_still_queue() -> None:
+    s = make(queue_size=8)
+    bounds = UserBounds(queue=2)
+    await hold(s, "z", 1)
+
+    def wait_for(user: str) -> asyncio.Task[Backend]:
+        return asyncio.create_task(
+            s.acquire(M, priority=Priority.COMPLETION, wait=5, user=user, bounds=bounds)
+        )
+
+    waiting = [wait_for("a"), wait_for("a")]
+    await asyncio.sleep(0)
+    with pytest.raises(RateLimited) as info:
+        await s.acquire(M, priority=Priority.CHAT, wait=5, user="a", bounds=bounds)
+    assert info.value.status == 429 and info.value.retry_after is not None
+    assert s.user_queue_refusals == 1
+    waiting.append(wait_for("b"))
+    await asyncio.sleep(0)
+    assert s.queued == 3
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert s.queued == 0 and s.snapshot()["users_waiting"] == 0
+
+
+async def test_cancelled_waiters_of_one_user_leave_the_ring() -> None:
+    s = make()
+    (held,) = await hold(s, "z", 1)
+    a = [
+        asyncio.create_task(s.acquire(M, priority=Priority.COMPLETION, wait=5, user="a"))
+        for _ in range(3)
+    ]
+    b = asyncio.create_task(s.acquire(M, priority=Priority.COMPLETION, wait=5, user="b"))
+    await asyncio.sleep(0)
+    a[1].cancel()
+    await asyncio.gather(a[1], return_exceptions=True)
+    assert s.queued == 3 and s.snapshot()["users_waiting"] == 2
+    a[0].cancel()
+    a[2].cancel()
+    await asyncio.gather(*a, return_exceptions=True)
+    assert s.queued == 1 and s.snapshot()["users_waiting"] == 1
+    s.release(held, "z")
+    assert await b is held and s.queued == 0
+
+
+async def test_holdings_follow_take_and_release_exactly_once() -> None:
+    s = make(slots=2)
+    (b,) = await hold(s, "a", 1)
+    waiting = asyncio.create_task(s.acquire(M, priority=Priority.COMPLETION, wait=5, user="a"))
+    await asyncio.sleep(0)
+    assert waiting.done()  # a free slot: taken at once
+    assert s.snapshot()["max_user_inflight"] == 2
+    s.release(b, "a")
+    s.release(await waiting, "a")
+    assert s.snapshot()["max_user_inflight"] == 0 and s.inflight == 0
