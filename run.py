@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="mint a JWT from the local signing key")
     token.add_argument("user")
     token.add_argument("--lifetime", type=float, default=600.0, help="seconds (default 600)")
-    token.add_argument("--scope", default="completions")
+    token.add_argument(
+        "--scope",
+        default="completions chat",
+        help="space-separated, of completions, chat, admin (default: completions chat)",
+    )
     token.add_argument("--state-dir", type=Path, default=Path(".ghostgate"))
     from router.cli import add_commands
 

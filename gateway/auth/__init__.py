@@ -1,6 +1,7 @@
 """Tokens and keys: EdDSA JWTs minted by the router and verified by every region.
 
-tokens  the token format, minting, and `TokenVerifier` (cached, revocation-aware)
+tokens  the token format, minting, scopes (`allows`, `require_scope`), and
+        `TokenVerifier` (strict format, byte-bounded cache, revocation-aware)
 jwks    regions trusting the router's JWKS, refreshed (`JwksRefresher`)
 keys    signing keys on disk (`SigningKeys`), public keys from PEM files
 """
@@ -12,20 +13,30 @@ from gateway.auth.keys import SigningKeys, load_public_keys, write_private
 from gateway.auth.tokens import (
     ALGORITHM,
     DEFAULT_LIFETIME,
+    DEFAULT_SCOPE,
+    KNOWN_SCOPES,
+    CacheUsage,
     Claims,
     NoRevocations,
     Principal,
     RevocationCheck,
     TokenVerifier,
+    allows,
     bearer_token,
+    check_format,
     key_id,
     mint,
+    parse_scopes,
     public_jwk,
+    require_scope,
 )
 
 __all__ = [
     "ALGORITHM",
     "DEFAULT_LIFETIME",
+    "DEFAULT_SCOPE",
+    "KNOWN_SCOPES",
+    "CacheUsage",
     "Claims",
     "JwksError",
     "JwksRefresher",
@@ -35,11 +46,15 @@ __all__ = [
     "RevocationCheck",
     "SigningKeys",
     "TokenVerifier",
+    "allows",
     "bearer_token",
+    "check_format",
     "key_id",
     "load_public_keys",
     "mint",
     "parse_jwks",
+    "parse_scopes",
     "public_jwk",
+    "require_scope",
     "write_private",
 ]
