@@ -25,7 +25,7 @@ from gateway.asgi import Receive, Scope, Send, header, send_bytes, send_json
 from gateway.auth import bearer_token
 from gateway.errors import Unauthorized
 from router.nearest import RouteDecision
-from router.services import RouterServices
+from router.services import RouterServices, peer_address
 
 NO_STORE = [(b"cache-control", b"no-store")]
 
@@ -39,7 +39,8 @@ class TokenEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = self.services
         try:
-            grant = await services.issuer.issue(bearer_token(header(scope, b"authorization")))
+            credential = bearer_token(header(scope, b"authorization"))
+            grant = await services.issuer.issue(credential, peer_address(scope))
         except Unauthorized as exc:
             services.metrics.auth_failures.labels(exc.reason).inc()
             raise

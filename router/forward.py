@@ -38,7 +38,7 @@ from gateway.http2 import ConnectError, H2Error, H2Stream
 from gateway.idle_timeout import IdleTimeout
 from gateway.trace import Stage, Trace, trace_of
 from router.nearest import Alternative
-from router.services import Caller, RouterServices
+from router.services import Caller, RouterServices, peer_address
 
 # Not passed to the region: connection-specific (illegal in HTTP/2), or replaced.
 _REQUEST_DROP = frozenset(
@@ -83,7 +83,9 @@ class Forwarder:
         trace = trace_of(scope)
         caller = await self._authorize(scope)
         trace.user = caller.subject
-        body = await read_body(scope, receive, self.settings.max_body_bytes)
+        body = await read_body(
+            scope, receive, self.settings.max_body_bytes, self.settings.body_timeout
+        )
         decision = self.services.decide(self.services.locate(scope))
         # Every region busy is not every region gone: let the nearest busy
         # ones queue the request or refuse it themselves.
@@ -98,7 +100,8 @@ class Forwarder:
 
     async def _authorize(self, scope: Scope) -> Caller:
         try:
-            return await self.services.authorize(header(scope, b"authorization"))
+            authorization = header(scope, b"authorization")
+            return await self.services.authorize(authorization, peer_address(scope))
         except Unauthorized as exc:
             self.services.metrics.auth_failures.labels(exc.reason).inc()
             raise

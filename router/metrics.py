@@ -55,6 +55,17 @@ class RouterMetrics(RequestMetrics):
         self.tokens_issued = Counter(
             "ghostgate_tokens_issued", "Tokens minted from API keys.", registry=r
         )
+        self.key_lookup_failures = Counter(
+            "ghostgate_key_lookup_failures",
+            "Failed API key lookups, by outcome: limited (429, the store not asked), "
+            "negative_cached (refused from memory), looked_up (the store found none).",
+            ["outcome"],
+            registry=r,
+        )
+
+    def failed_lookup(self, outcome: str) -> None:
+        """Count one failed API key lookup (`TokenIssuer`'s `on_failed_lookup`)."""
+        self.key_lookup_failures.labels(outcome).inc()
 
     def watch(self, prober: RegionProber) -> None:
         """Export the prober's view of the regions at scrape time."""

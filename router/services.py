@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from gateway.asgi import Scope, header
 from gateway.auth import TokenVerifier, bearer_token
 from gateway.errors import BadRequest
+from gateway.lifecycle import in_background
 from gateway.store import RevocationCache, Store, open_store
 from router.grants import TokenIssuer, is_api_key
 from router.keyring import KeyRing
@@ -37,6 +38,15 @@ from router.upstreams import RegionClients
 log = logging.getLogger("ghostgate.router")
 
 KEY_WATCH_INTERVAL = 1.0
+
+
+def peer_address(scope: Scope) -> str | None:
+    """The client's address for limits: the socket peer, the one address a client
+    cannot choose. X-Forwarded-For is not trusted: anyone can send one, and
+    believing it would give an attacker a fresh address, so a fresh budget of
+    failed key lookups, per request."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,9 @@ class RouterServices:
         cidr = CidrTable.parse(settings.cidr, settings.regions)
         store = open_store(settings.state_dir, settings.redis_url)
         revocations = RevocationCache(store)
-        issuer = TokenIssuer(store, keyring, revocations, tokens)
+        issuer = TokenIssuer(
+            store, keyring, revocations, tokens, on_failed_lookup=metrics.failed_lookup
+        )
         verifier = TokenVerifier(
             (),  # the keyring's, once `running` has loaded them
             issuer=tokens.issuer,
@@ -94,13 +106,8 @@ class RouterServices:
         async with self.store, self.revocations, self.prober, self.clients:
             up = [name for name, view in self.prober.views.items() if view.health.up]
             log.info("router ready", extra={"url": self.settings.url, "regions_up": up})
-            watch = asyncio.create_task(self._watch_keys(), name="key-watch")
-            try:
+            async with in_background(self._watch_keys(), "key-watch"):
                 yield self
-            finally:
-                watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
 
     async def _watch_keys(self) -> None:
         while True:
@@ -128,11 +135,12 @@ class RouterServices:
         """Region choice over what the probes know right now."""
         return choose_region(location, self.prober.states(), self.settings.policy)
 
-    async def authorize(self, authorization: str | None) -> Caller:
-        """An API key (`gg_...`, minted into a cached token) or a router-signed JWT."""
+    async def authorize(self, authorization: str | None, address: str | None) -> Caller:
+        """An API key (`gg_...`, minted into a cached token) or a router-signed JWT;
+        `address` (`peer_address`) spends its budget of failed key lookups."""
         credential = bearer_token(authorization)
         if is_api_key(credential):
-            grant = await self.issuer.grant(credential)
+            grant = await self.issuer.grant(credential, address)
             return Caller(grant.user, grant.token)
         principal = self.verifier.verify(credential)
         return Caller(principal.subject, credential)

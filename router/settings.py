@@ -29,6 +29,9 @@ class ForwardSettings:
     """Forward mode: the router relaying API calls to a region over HTTP/2."""
 
     max_body_bytes: int = 1 * MiB
+    body_timeout: float = 30.0  # the client's body must arrive within this (408)
+    # The client must read what is relayed: one send blocked this long ends the stream.
+    send_timeout: float = 30.0
     # A dead region refuses at once; a black-holed one must not hold a
     # developer for long before the next region gets the request.
     connect_timeout: float = 2.0
@@ -54,6 +57,17 @@ class TokenSettings:
     # Forward mode re-reads an API key's record (and so notices a revocation
     # even without the revocation feed) at least this often.
     recheck: float = 60.0
+    # Guards on the key store (router/grants.py), so that no client can make
+    # it work at line rate. Failed lookups per client address: a burst of
+    # this many, then one every 60/N s (0 = off); so many addresses tracked.
+    failed_lookups_per_minute: int = 20
+    lookup_limiter_addresses: int = 100_000
+    # An unknown key is refused from memory this long (0 = off), for at most
+    # so many keys; a key created meanwhile works after at most this long.
+    negative_cache_seconds: float = 5.0
+    negative_cache_entries: int = 10_000
+    # A key's `last_used_at` is written at most this often.
+    last_used_interval: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

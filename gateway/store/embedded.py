@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from gateway.store.base import KeyRecord, Payload, RateDecision, Revocations, key_digest, new_key
@@ -61,12 +60,7 @@ class EmbeddedStore:
         self._sqlite = await asyncio.to_thread(SqliteKeys.open, self.path)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._sqlite is not None:
             sqlite, self._sqlite = self._sqlite, None
             await asyncio.to_thread(sqlite.close)
@@ -88,12 +82,13 @@ class EmbeddedStore:
     async def insert_key(self, record: KeyRecord, digest: str) -> None:
         await asyncio.to_thread(self._keys.insert, record, digest)
 
-    async def find_key(self, secret: str) -> KeyRecord | None:
+    async def find_key(self, secret: str, *, touch: bool = True) -> KeyRecord | None:
         """The active key whose secret this is, or None (unknown or revoked)."""
-        return await self.find_digest(key_digest(secret))
+        return await self.find_digest(key_digest(secret), touch=touch)
 
-    async def find_digest(self, digest: str) -> KeyRecord | None:
-        return await asyncio.to_thread(self._keys.use, digest, self.clock())
+    async def find_digest(self, digest: str, *, touch: bool = True) -> KeyRecord | None:
+        now = self.clock() if touch else None
+        return await asyncio.to_thread(self._keys.use, digest, now)
 
     async def list_keys(self) -> list[KeyRecord]:
         return await asyncio.to_thread(self._keys.list)

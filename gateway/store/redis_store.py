@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from redis import exceptions as redis_errors
@@ -98,14 +97,9 @@ class RedisStore:
         await self.leases.__aenter__()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
-            await self.leases.__aexit__(exc_type, exc, tb)
+            await self.leases.__aexit__(*exc_info)
         finally:
             client, self._client = self._client, None
             if client is not None:
@@ -146,16 +140,18 @@ class RedisStore:
             pipe.sadd(f"{P}revoked", record.key_id)
         await self._run("insert key", pipe.execute)
 
-    async def find_key(self, secret: str) -> KeyRecord | None:
-        return await self.find_digest(key_digest(secret))
+    async def find_key(self, secret: str, *, touch: bool = True) -> KeyRecord | None:
+        return await self.find_digest(key_digest(secret), touch=touch)
 
-    async def find_digest(self, digest: str) -> KeyRecord | None:
-        """The active key with this digest (last use noted), or None."""
+    async def find_digest(self, digest: str, *, touch: bool = True) -> KeyRecord | None:
+        """The active key with this digest (last use noted if `touch`), or None."""
         name = f"{P}key:{digest}"
         fields = await self._run("find key", lambda: self.redis.hgetall(name))
         record = parse_key(fields)
         if record is None or not record.active:
             return None
+        if not touch:
+            return record
         now = self._clock()
         await self._run("touch key", lambda: self.redis.hset(name, "last_used_at", repr(now)))
         return replace(record, last_used_at=now)

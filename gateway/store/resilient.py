@@ -21,7 +21,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import Self, TypeVar
 
 from gateway.store.base import (
@@ -99,17 +98,12 @@ class ResilientStore:
             stack.pop_all()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
-            await self.outage.__aexit__(exc_type, exc, tb)
-            await self.remote.__aexit__(exc_type, exc, tb)
+            await self.outage.__aexit__(*exc_info)
+            await self.remote.__aexit__(*exc_info)
         finally:
-            await self.local.__aexit__(exc_type, exc, tb)
+            await self.local.__aexit__(*exc_info)
 
     async def _either(
         self, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
@@ -147,20 +141,20 @@ class ResilientStore:
         await self._write(lambda redis: redis.insert_key(record, digest))
         return record, secret
 
-    async def find_key(self, secret: str) -> KeyRecord | None:
+    async def find_key(self, secret: str, *, touch: bool = True) -> KeyRecord | None:
         """The active key of this secret: Redis' answer, or the local one while degraded."""
         digest = key_digest(secret)
         return await self._either(
-            lambda: self._find_remotely(digest), lambda: self._find_locally(digest)
+            lambda: self._find_remotely(digest, touch), lambda: self._find_locally(digest, touch)
         )
 
-    async def _find_remotely(self, digest: str) -> KeyRecord | None:
-        record = await self.remote.find_digest(digest)
+    async def _find_remotely(self, digest: str, touch: bool) -> KeyRecord | None:
+        record = await self.remote.find_digest(digest, touch=touch)
         self._remember(digest, record)
         return record
 
-    async def _find_locally(self, digest: str) -> KeyRecord | None:
-        record = self._recent.get(digest) or await self.local.find_digest(digest)
+    async def _find_locally(self, digest: str, touch: bool) -> KeyRecord | None:
+        record = self._recent.get(digest) or await self.local.find_digest(digest, touch=touch)
         if record is None or record.key_id in self._revoked.keys:
             return None
         return record

@@ -86,8 +86,9 @@ class SqliteKeys:
                 (digest, *_row(record)),
             )
 
-    def use(self, digest: str, now: float) -> KeyRecord | None:
-        """The active key with this digest, its `last_used_at` set to `now`; None otherwise."""
+    def use(self, digest: str, now: float | None) -> KeyRecord | None:
+        """The active key with this digest, its `last_used_at` set to `now` unless None;
+        None when there is no such key."""
         with self._sql() as db:
             row = db.execute(
                 f"SELECT {COLUMNS} FROM api_keys WHERE digest = ? AND revoked_at IS NULL",
@@ -95,6 +96,8 @@ class SqliteKeys:
             ).fetchone()
             if row is None:
                 return None
+            if now is None:
+                return _record(row)
             db.execute("UPDATE api_keys SET last_used_at = ? WHERE digest = ?", (now, digest))
         return replace(_record(row), last_used_at=now)
 

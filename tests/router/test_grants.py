@@ -23,7 +23,7 @@ class FakeStore:
         self.lookups = 0
         self.fail = False
 
-    async def find_key(self, secret: str) -> KeyRecord | None:
+    async def find_key(self, secret: str, *, touch: bool = True) -> KeyRecord | None:
         self.lookups += 1
         if self.fail:
             raise StoreUnavailable("down")
