@@ -123,7 +123,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     from gateway.auth import SigningKeys, mint
 
     keys = SigningKeys.load_or_create(args.state_dir)
-    token, _ = mint(keys.active, args.user, scope=args.scope, lifetime=args.lifetime)
+    try:
+        token, _ = mint(keys.active, args.user, scope=args.scope, lifetime=args.lifetime)
+    except ValueError as exc:  # an unknown scope: no verifier would accept the token
+        print(f"ghostgate: {exc}", file=sys.stderr)
+        return 2
     print(token)
     return 0
 

@@ -42,6 +42,7 @@ from gateway.services import Services
 from gateway.settings import GatewaySettings
 
 GET, POST = ("GET",), ("POST",)
+COMPLETIONS, CHAT = "completions", "chat"  # token scopes (gateway/auth/tokens.py)
 OLLAMA, OPENAI = Dialect.OLLAMA, Dialect.OPENAI
 
 
@@ -73,19 +74,26 @@ def _root(services: Services) -> ASGIApp:
 
 API_ROUTES: tuple[Route[Services], ...] = (
     # Ollama
-    Route("/api/generate", POST, _generate, OLLAMA, generates=True),
-    Route("/api/chat", POST, _chat, OLLAMA, generates=True),
+    Route("/api/generate", POST, _generate, OLLAMA, scope=COMPLETIONS, generates=True),
+    Route("/api/chat", POST, _chat, OLLAMA, scope=CHAT, generates=True),
     Route("/api/show", POST, ShowEndpoint, OLLAMA),
     Route("/api/tags", GET, lambda services: listing(services, "tags"), OLLAMA),
     Route("/api/ps", GET, lambda services: listing(services, "ps"), OLLAMA),
     Route("/api/version", GET, version, OLLAMA),
     Route("/", ("GET", "HEAD"), _root, OLLAMA, auth=False),  # "is Ollama up?" probes
     # OpenAI
-    Route("/v1/completions", POST, _completions, OPENAI, generates=True),
-    Route("/v1/chat/completions", POST, _chat_completions, OPENAI, generates=True),
+    Route("/v1/completions", POST, _completions, OPENAI, scope=COMPLETIONS, generates=True),
+    Route("/v1/chat/completions", POST, _chat_completions, OPENAI, scope=CHAT, generates=True),
     Route("/v1/models", GET, models_listing, OPENAI),
     # Copilot
-    Route("/v1/engines/{engine}/completions", POST, _copilot, OPENAI, generates=True),
+    Route(
+        "/v1/engines/{engine}/completions",
+        POST,
+        _copilot,
+        OPENAI,
+        scope=COMPLETIONS,
+        generates=True,
+    ),
 )
 
 

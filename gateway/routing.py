@@ -3,7 +3,7 @@
 A `Route` says everything the request path needs to know about an endpoint:
 its path (with at most one `{name}` segment, as Copilot's engine route has),
 its methods, its metrics label, the dialect its errors speak, whether it needs
-a token, and whether it runs a generation (per-user limits, superseding). The
+a token and which scope, and whether it runs a generation (per-user limits, superseding). The
 metric labels, the open paths and the generation routes are derived from the
 table, never listed again.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from gateway.asgi import ASGIApp, Message, Receive, Scope, Send
+from gateway.auth import KNOWN_SCOPES
 from gateway.errors import Dialect, MethodNotAllowed, NotFound, dialect_for_path
 
 C = TypeVar("C")
@@ -39,6 +40,7 @@ class Route(Generic[C]):
     make: Callable[[C], ASGIApp] | None = None
     dialect: Dialect | None = None  # None: by path (/v1/... OpenAI, else Ollama)
     auth: bool = True
+    scope: str | None = None  # the token scope it needs; None: any valid token
     generates: bool = False
     label: str | None = None  # None: the path itself
     prefix: bool = False  # matches every path that starts with `path`
@@ -128,6 +130,8 @@ class RouteTable:
         return frozenset(r.metric_label for r in self.routes if r.generates)
 
     def _add(self, route: Route[Any]) -> None:
+        if route.scope is not None and route.scope not in KNOWN_SCOPES:
+            raise ValueError(f"route {route.path}: unknown scope {route.scope!r}")
         if route.prefix:
             self._prefixes.append(route)
             return

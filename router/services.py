@@ -94,6 +94,7 @@ class RouterServices:
             revocations=revocations,
         )
         keyring.on_change(verifier.set_keys)
+        metrics.watch_tokens(verifier)
         return cls(
             settings, metrics, keyring, prober, clients, cidr, store, revocations, issuer, verifier
         )

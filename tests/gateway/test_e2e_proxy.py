@@ -305,3 +305,47 @@ def test_connections_closed_while_idle_do_not_linger(reg: Region) -> None:
             while b'"done": true' not in received and b'"done":true' not in received:
                 received += sock.recv(65536)
     wait_for(lambda: reg.readyz()["tasks"] <= before, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("scope", "path", "body", "allowed"),
+    [
+        ("completions", "/api/generate", {"prompt": "x"}, True),
+        ("completions", "/api/chat", {"messages": []}, False),
+        ("completions", "/v1/chat/completions", {"messages": []}, False),
+        ("chat", "/api/chat", {"messages": [{"role": "user", "content": "hi"}]}, True),
+        ("chat", "/v1/completions", {"prompt": "x"}, False),
+        ("chat", "/v1/engines/codex/completions", {"prompt": "x"}, False),
+        ("admin", "/api/generate", {"prompt": "x"}, False),
+    ],
+)
+def test_a_token_is_good_only_for_the_routes_of_its_scope(
+    reg: Region, scope: str, path: str, body: dict[str, object], allowed: bool
+) -> None:
+    from gateway.auth import mint
+
+    token = mint(reg.keys.active, f"scoped-{scope}", scope=scope)[0]
+    payload = {"model": "starcoder2:3b", "stream": False, "max_tokens": 3, **body}
+    code, _, raw = post(
+        reg.url + path,
+        json.dumps(payload).encode(),
+        {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+        },
+    )
+    if allowed:
+        assert code == 200
+        return
+    assert code == 403
+    error = json.loads(raw)["error"]
+    if path.startswith("/v1/"):
+        assert error["type"] == "permission_error" and error["code"] == "insufficient_scope"
+    else:
+        assert "scope" in error
+    # Listing models needs a good token of any scope.
+    listing = urllib.request.Request(
+        reg.url + "/api/tags", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(listing, timeout=5) as response:
+        assert response.status == 200
