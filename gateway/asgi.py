@@ -14,7 +14,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import PayloadTooLarge, RequestTimeout
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,12 +48,21 @@ def header(scope: Scope, name: bytes) -> str | None:
 DRAIN_LIMIT = 16 * 1024 * 1024
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes."""
+async def read_body(scope: Scope, receive: Receive, limit: int, within: float) -> bytes:
+    """The whole request body, refusing more than `limit` bytes, or one that has
+    not arrived `within` seconds (`RequestTimeout`, 408)."""
     declared = header(scope, b"content-length")
     size_known = declared is not None and declared.isdigit()
     if size_known and int(declared or 0) > max(limit, DRAIN_LIMIT):
         raise PayloadTooLarge(f"request body is over the {limit}-byte limit")
+    try:
+        async with asyncio.timeout(within):
+            return await _read_all(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {within:g} s") from None
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -24,13 +24,16 @@ from gateway.errors import (
     error_body,
     render_error,
 )
+from gateway.idle_timeout import SendDeadline, SlowReader
 from gateway.routing import MATCH_KEY, OTHER, RouteTable
 from gateway.trace import TRACE_KEY, Trace
 
 log = logging.getLogger("ghostgate.gateway")
 access_log = logging.getLogger("ghostgate.access")
 
-CANCEL_REASONS = frozenset({"client_disconnect", "superseded", "timeout", "shutdown"})
+CANCEL_REASONS = frozenset(
+    {"client_disconnect", "superseded", "timeout", "shutdown", "slow_reader"}
+)
 
 
 def request_id(scope: Scope) -> str:
@@ -54,9 +57,10 @@ class RequestBoundary:
 
     errors_log = log  # where an unhandled exception is logged
 
-    def __init__(self, app: ASGIApp, table: RouteTable) -> None:
+    def __init__(self, app: ASGIApp, table: RouteTable, send_timeout: float) -> None:
         self.app = app
         self.table = table
+        self.send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -73,6 +77,8 @@ class RequestBoundary:
         trace = Trace(request_id(scope), label, time.perf_counter())
         scope[TRACE_KEY] = trace
 
+        deadline = SendDeadline(self.send_timeout)
+
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
                 trace.status = message["status"]
@@ -83,12 +89,19 @@ class RequestBoundary:
                 message = {**message, "headers": headers}
             elif not trace.client_first_byte and message.get("body"):
                 trace.client_first_byte = time.perf_counter()
+            deadline.sending()
             await send(message)
+            deadline.sent()
 
         try:
-            await self.app(scope, receive, send_with_context)
+            async with deadline:
+                await self.app(scope, receive, send_with_context)
         except ClientGone:
             trace.outcome = "client_disconnect"
+        except SlowReader:
+            # Nothing more can reach this client; ending the app closed the
+            # upstream (the backend stops) and gave its slot back.
+            trace.outcome = "slow_reader"
         except GatewayError as exc:
             await self._fail(exc, trace, dialect, send_with_context)
         except asyncio.CancelledError:

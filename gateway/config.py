@@ -90,6 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, help="request body limit (default 1 MiB)")
     parser.add_argument("--queue-size", type=int, help="max requests waiting for a slot")
     parser.add_argument(
+        "--queue-per-user",
+        type=int,
+        metavar="N",
+        help="requests one user may have waiting for a slot (default 8, 0 = off)",
+    )
+    parser.add_argument(
+        "--user-slot-share",
+        type=float,
+        metavar="F",
+        help="share of the slots a user may hold while others wait (default 0.5, 1 = off)",
+    )
+    parser.add_argument(
         "--simulated",
         action="store_true",
         default=None,
@@ -139,7 +151,19 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
     return _apply_flags(settings, args)
 
 
+def servable(settings: GatewaySettings) -> GatewaySettings:
+    """`settings`, if a region can serve with them: it needs a backend, and a key to
+    verify tokens with; else `ConfigError`. Kept out of `load`, which also builds
+    settings that are not meant to serve on their own (the tests')."""
+    if not settings.backends:
+        raise ConfigError("no backend given (--backend URL)")
+    if not settings.auth.public_key_files and not settings.auth.jwks_url:
+        raise ConfigError("no token verification key (--state-dir, --public-key or --jwks)")
+    return settings
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file at `path`; `ConfigError` when it cannot be read or parsed."""
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -289,6 +313,8 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
         queue_size=args.queue_size,
         user_requests_per_minute=getattr(args, "rate_limit", None),
         user_streams=getattr(args, "max_streams", None),
+        queue_per_user=getattr(args, "queue_per_user", None),
+        user_slot_share=getattr(args, "user_slot_share", None),
     )
     keys = list(settings.auth.public_key_files) + list(args.public_key or [])
     if args.state_dir is not None:

@@ -4,10 +4,13 @@
     ├── ClientError
     │   ├── BadRequest                400   malformed body
     │   ├── Unauthorized              401   missing, bad, expired or revoked token
+    │   ├── Forbidden                 403   good token without the route's scope
     │   ├── NotFound                  404   unknown route
     │   │   └── ModelNotFound         404   no backend serves the model
     │   ├── MethodNotAllowed          405   known route, other method
+    │   ├── RequestTimeout            408   body not received in time
     │   ├── PayloadTooLarge           413   body over the limit
+    │   ├── HeadersTooLarge           431   too many request headers
     │   ├── Unprocessable             422   wrong field types
     │   ├── RateLimited               429   (Retry-After)
     │   └── UpstreamRejected          4xx   a backend refused the request: its status
@@ -74,6 +77,14 @@ class Unauthorized(ClientError):
         self.reason = reason
 
 
+class Forbidden(ClientError):
+    """A valid token whose scopes do not include the route's (RFC 6750 insufficient_scope)."""
+
+    status = 403
+    kind = "permission_error"
+    code = "insufficient_scope"
+
+
 class NotFound(ClientError):
     """The route does not exist."""
 
@@ -96,6 +107,20 @@ class MethodNotAllowed(ClientError):
     def __init__(self, message: str, *, allow: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.allow = allow
+
+
+class RequestTimeout(ClientError):
+    """The request (its body) did not arrive in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(ClientError):
+    """More request headers than the configured bound."""
+
+    status = 431
+    code = "headers_too_large"
 
 
 class PayloadTooLarge(ClientError):

@@ -100,7 +100,8 @@ class GenerationEndpoint(Generic[R, P]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         trace = trace_of(scope)
-        raw = await read_body(scope, receive, self.services.settings.limits.max_body_bytes)
+        limits = self.services.settings.limits
+        raw = await read_body(scope, receive, limits.max_body_bytes, limits.body_timeout)
         generation = self.dialect.parse(scope, raw)
         trace.model, trace.requested_tokens = generation.model, generation.requested_tokens
         # Only a well-formed request may supersede its group's previous one.

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.pool import Scheduler
@@ -76,8 +77,88 @@ class RequestMetrics:
         if overhead is not None:
             self.overhead.observe(overhead)
 
+    def watch_connections(self, stats: ConnectionStats) -> None:
+        """Export the process's connections (gateway/server/connections.py) at scrape time."""
+        self.registry.register(_ConnectionCollector(stats))
+
+    def watch_tokens(self, verifier: TokenCacheStats) -> None:
+        """Export the token verifier's cache (gateway/auth/tokens.py) at scrape time."""
+        self.registry.register(_TokenCacheCollector(verifier))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ConnectionStats(Protocol):
+    @property
+    def live(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def closed(self) -> dict[str, int]: ...
+
+
+class _ConnectionCollector(Collector):
+    def __init__(self, stats: ConnectionStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        live = GaugeMetricFamily("ghostgate_connections", "Client connections held now.")
+        live.add_metric([], self._stats.live)
+        limit = GaugeMetricFamily(
+            "ghostgate_connections_limit", "Client connections this process holds at most."
+        )
+        limit.add_metric([], self._stats.limit)
+        closed = CounterMetricFamily(
+            "ghostgate_connections_closed",
+            "Connections closed by a bound: head_timeout, shed (longest idle, at the "
+            "bound), refused (at the bound, none idle), h2_abuse.",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._stats.closed.items()):
+            closed.add_metric([reason], count)
+        yield from (live, limit, closed)
+
+
+class TokenCacheUsage(Protocol):
+    @property
+    def entries(self) -> int: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    @property
+    def evictions(self) -> int: ...
+
+
+class TokenCacheStats(Protocol):
+    @property
+    def cache_usage(self) -> TokenCacheUsage: ...
+
+
+class _TokenCacheCollector(Collector):
+    def __init__(self, verifier: TokenCacheStats) -> None:
+        self._verifier = verifier
+
+    def collect(self) -> Iterator[Metric]:
+        usage = self._verifier.cache_usage
+        entries = GaugeMetricFamily(
+            "ghostgate_token_cache_entries", "Verified tokens cached (auth.cache_size at most)."
+        )
+        entries.add_metric([], usage.entries)
+        size = GaugeMetricFamily(
+            "ghostgate_token_cache_bytes",
+            "Memory the verified-token cache holds: keys and principals (auth.cache_bytes).",
+        )
+        size.add_metric([], usage.size_bytes)
+        evictions = CounterMetricFamily(
+            "ghostgate_token_cache_evictions",
+            "Verified tokens evicted, least recently used first, by either cache bound.",
+        )
+        evictions.add_metric([], usage.evictions)
+        yield from (entries, size, evictions)
 
 
 class Metrics(RequestMetrics):
@@ -121,6 +202,12 @@ class Metrics(RequestMetrics):
             ["kind"],
             registry=r,
         )
+        self.backend_answer_hits = Counter(
+            "ghostgate_backend_answer_cache_hits",
+            "Answers to /api/show and /api/version reused without asking a backend, by route.",
+            ["route"],
+            registry=r,
+        )
         self.stream_errors = Counter(
             "ghostgate_stream_errors",
             "Streams ended with an error after the response began.",
@@ -152,3 +239,24 @@ class _SchedulerCollector(Collector):
         yield inflight
         yield up
         yield queue
+        yield from _fairness(self._scheduler)
+
+
+def _fairness(scheduler: Scheduler) -> Iterator[Metric]:
+    """The fair queue's bounds at work (gateway/pool/scheduler.py), counted by the scheduler."""
+    users = GaugeMetricFamily(
+        "ghostgate_queue_users_waiting", "Distinct users with a request waiting for a slot."
+    )
+    users.add_metric([], scheduler.users_waiting)
+    held = CounterMetricFamily(
+        "ghostgate_queue_share_held_back",
+        "Queued requests passed over for another user's because their user held "
+        "user_slot_share of the region's slots.",
+    )
+    held.add_metric([], scheduler.share_held_back)
+    refused = CounterMetricFamily(
+        "ghostgate_queue_user_refusals",
+        "Requests refused with 429 because their user already had queue_per_user waiting.",
+    )
+    refused.add_metric([], scheduler.user_queue_refusals)
+    yield from (users, held, refused)

@@ -16,9 +16,9 @@ import logging
 import time
 
 from gateway.asgi import ASGIApp, Headers, Receive, Scope, Send, header
-from gateway.auth import Principal, bearer_token
+from gateway.auth import Principal, bearer_token, require_scope
 from gateway.boundary import CANCEL_REASONS, RequestBoundary
-from gateway.errors import RateLimited, Unauthorized
+from gateway.errors import Forbidden, RateLimited, Unauthorized
 from gateway.routing import RouteTable, match_of
 from gateway.services import PRINCIPAL_KEY, Services
 from gateway.trace import TRACE_KEY, Trace, access_fields
@@ -30,7 +30,7 @@ class RequestContext(RequestBoundary):
     """Ids, region header, error boundary, access log and metrics for every request."""
 
     def __init__(self, app: ASGIApp, table: RouteTable, services: Services) -> None:
-        super().__init__(app, table)
+        super().__init__(app, table, services.settings.limits.send_timeout)
         self.services = services
         self.region = services.settings.region.encode()
 
@@ -108,6 +108,11 @@ class Authenticate:
             try:
                 token = bearer_token(header(scope, b"authorization"))
                 principal = self.services.verifier.verify(token)
+                if match.route.scope is not None:
+                    require_scope(principal, match.route.scope)
+            except Forbidden:
+                self.services.metrics.auth_failures.labels("insufficient_scope").inc()
+                raise
             except Unauthorized as exc:
                 self.services.metrics.auth_failures.labels(exc.reason).inc()
                 raise

@@ -34,6 +34,7 @@ from gateway.completion import (
     fim_overrides,
     group_for,
 )
+from gateway.lifecycle import in_background
 from gateway.metrics import Metrics
 from gateway.pool import Backend, HealthProber, Relay, Scheduler, Upstream, served_models
 from gateway.settings import GatewaySettings
@@ -85,9 +86,12 @@ class Services:
             audience=auth.audience,
             max_lifetime=auth.max_lifetime,
             leeway=auth.leeway,
+            max_token_bytes=auth.max_token_bytes,
             cache_size=auth.cache_size,
+            cache_bytes=auth.cache_bytes,
             revocations=revocations or shared.revocations,
         )
+        metrics.watch_tokens(verifier)
         relay = Relay(scheduler, upstream, prober, settings.limits)
         templates = TemplateCache(upstream)
         services = cls(
@@ -154,13 +158,8 @@ class Services:
                     "healthy": healthy,
                 },
             )
-            probes = asyncio.create_task(self.prober.run(), name="health-probes")
-            try:
+            async with in_background(self.prober.run(), "health-probes"):
                 yield self
-            finally:
-                probes.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probes
 
     def heartbeat(self) -> dict[str, object]:
         """The load the router weighs this region by (also what /readyz says)."""

@@ -31,6 +31,13 @@ class Limits:
     """Bounds that keep one region process healthy under abuse or overload."""
 
     max_body_bytes: int = 1 * MiB
+    # A request body must arrive within this (408 otherwise): a half-sent body
+    # would hold its socket and task for as long as the client likes.
+    body_timeout: float = 30.0
+    # A response a client stops reading is ended after this long blocked in one
+    # send, and its backend slot freed (what Hypercorn buffers is bounded: a few
+    # frames per HTTP/2 stream, the socket's buffer for HTTP/1.1).
+    send_timeout: float = 30.0
     queue_size: int = 256
     # How long a request may wait for a free slot before a 503. Completions are
     # latency-bound (a late completion is a useless one); chat can wait longer.
@@ -41,6 +48,13 @@ class Limits:
     # Per user (token subject), across every instance sharing the store; 0 = off.
     user_requests_per_minute: int = 600
     user_streams: int = 16
+    # Fairness of the wait queue between users (gateway/pool/scheduler.py).
+    # Requests one user may have waiting; past it a 429, since it is their
+    # burst and not the region's capacity. 0 = off.
+    queue_per_user: int = 8
+    # While another user waits, a user holding this share of the region's
+    # healthy slots gets no new one; alone, they may use them all. 1.0 = off.
+    user_slot_share: float = 0.5
 
 
 DEFAULT_SLOTS = 4
@@ -75,7 +89,12 @@ class AuthSettings:
     audience: str = "ghostgate"
     max_lifetime: float = 30 * 60.0
     leeway: float = 30.0
+    # A longer bearer token is refused before any parsing (ours are ~400 bytes).
+    max_token_bytes: int = 4096
+    # Verified tokens, least recently used evicted first past either bound;
+    # bytes count each entry's key and principal (about 500 bytes).
     cache_size: int = 100_000
+    cache_bytes: int = 16 * MiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,26 @@ class ServerSettings:
     keep_alive_timeout: float = 4 * 3600.0
     keep_alive_max_requests: int = 2**31 - 1
     h2_max_concurrent_streams: int = 256
+    # A connection must send a complete request head this soon after it opens
+    # (or, on HTTP/1.1, after the first byte of its next request); idle
+    # connections that have served requests may stay for keep_alive_timeout.
+    head_timeout: float = 10.0
+    # Connections this process holds at most; when full, the longest-idle one
+    # is closed for a new one (a new one is refused when none is idle).
+    max_connections: int = 10_000
+    # A request head's size (HTTP/1.1 head, HTTP/2 header list) and header count.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    # HTTP/2 frames that cost a client nothing, per connection (gateway/server/
+    # h2_budget.py): a burst, then a rate per second; past it, GOAWAY.
+    h2_reset_burst: int = 1000  # streams reset before their response started
+    h2_reset_rate: float = 500.0
+    h2_control_burst: int = 100  # SETTINGS and PING
+    h2_control_rate: float = 10.0
+    h2_empty_burst: int = 1000  # empty DATA, PRIORITY
+    h2_empty_rate: float = 100.0
+    h2_refused_burst: int = 100  # streams opened past the running-stream limit
+    h2_refused_rate: float = 10.0
     graceful_timeout: float = 10.0
     use_uvloop: bool = True
 
@@ -130,6 +169,9 @@ class WasteSettings:
     typing_through: bool = True
     # Tokens a request with no limit is expected to generate, for `saved` accounting.
     expected_tokens: int = 64
+    # A backend's 200 answer to /api/show (per model) and /api/version is
+    # reused this long: editors ask on every start and file switch. 0 = off.
+    backend_answer_ttl: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,4 +74,6 @@ def create_app(settings: RouterSettings) -> tuple[ASGIApp, RouterServices]:
     services = RouterServices.build(settings)
     operations = router_operations(services)
     table = router_table(services, Forwarder(services), operations)
-    return RouterContext(Dispatch(table, operations), table, services.metrics), services
+    send_timeout = settings.forward.send_timeout
+    context = RouterContext(Dispatch(table, operations), table, services.metrics, send_timeout)
+    return context, services

@@ -31,8 +31,10 @@ class RouterContext(RequestBoundary):
 
     errors_log = logging.getLogger("ghostgate.router")
 
-    def __init__(self, app: ASGIApp, table: RouteTable, metrics: RouterMetrics) -> None:
-        super().__init__(app, table)
+    def __init__(
+        self, app: ASGIApp, table: RouteTable, metrics: RouterMetrics, send_timeout: float
+    ) -> None:
+        super().__init__(app, table, send_timeout)
         self.metrics = metrics
 
     def _context_headers(self, headers: Headers, trace: Trace) -> Headers:

@@ -13,13 +13,16 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from gateway.asgi import ASGIApp
+from gateway.metrics import RequestMetrics
 from gateway.server import patches
+from gateway.server.h2_budget import Allowance, H2Limits
+from gateway.server.patches import connections, h2_guard
 from gateway.settings import GatewaySettings, ServerSettings
 
 log = logging.getLogger("ghostgate.gateway")
@@ -36,6 +39,11 @@ def hypercorn_config(server: ServerSettings) -> Config:
     config.keep_alive_max_requests = server.keep_alive_max_requests
     config.h2_max_concurrent_streams = server.h2_max_concurrent_streams
     config.graceful_timeout = server.graceful_timeout
+    # The request head's bounds: h11 refuses a bigger head with 431 (and closes),
+    # h2 advertises and enforces SETTINGS_MAX_HEADER_LIST_SIZE.
+    config.h11_max_incomplete_size = server.max_header_bytes
+    config.h2_max_header_list_size = server.max_header_bytes
+    config.ssl_handshake_timeout = server.head_timeout
     config.accesslog = None  # ours is the JSON access log, without secrets
     config.errorlog = logging.getLogger("hypercorn.error")
     if server.certfile is not None:
@@ -44,8 +52,20 @@ def hypercorn_config(server: ServerSettings) -> Config:
     return config
 
 
+def h2_limits(server: ServerSettings) -> H2Limits:
+    return H2Limits(
+        early_reset=Allowance(server.h2_reset_burst, server.h2_reset_rate),
+        control=Allowance(server.h2_control_burst, server.h2_control_rate),
+        empty=Allowance(server.h2_empty_burst, server.h2_empty_rate),
+        refused=Allowance(server.h2_refused_burst, server.h2_refused_rate),
+    )
+
+
 async def serve_until_signalled(
-    app: ASGIApp, settings: GatewaySettings, on_drain: Callable[[], None]
+    app: ASGIApp,
+    settings: GatewaySettings,
+    on_drain: Callable[[], None],
+    metrics: RequestMetrics | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain: readiness goes 503 at once,
     in-flight streams get `graceful_timeout` to finish."""
@@ -61,6 +81,11 @@ async def serve_until_signalled(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, begin_drain)
     patches.apply()
+    server = settings.server
+    table = connections.configure(server.max_connections, server.head_timeout)
+    h2_guard.configure(h2_limits(server))
+    if metrics is not None:
+        metrics.watch_connections(table)
     await serve(app, hypercorn_config(settings.server), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
@@ -76,3 +101,23 @@ def run(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
                 runner.run(main)
             return
     asyncio.run(main)
+
+
+class Served(Protocol):
+    """What `serve_process` needs of a process's services."""
+
+    draining: bool
+
+    @property
+    def metrics(self) -> RequestMetrics: ...
+
+
+def serve_process(app: ASGIApp, settings: GatewaySettings, services: Served) -> None:
+    """Serve `app` from this process until SIGTERM or SIGINT, then drain: `services`
+    turns `draining` (readiness answers 503) and streams get `graceful_timeout`.
+    The main loop of a region and of the router."""
+
+    def drain() -> None:
+        services.draining = True
+
+    run(serve_until_signalled(app, settings, drain, services.metrics), settings.server.use_uvloop)

@@ -27,9 +27,21 @@ __all__ = ["Patch", "PatchMismatch", "all_patches", "apply", "check_versions"]
 
 def all_patches() -> tuple[Patch, ...]:
     """Every patch (imported here, not at package import: they import hypercorn and h2)."""
-    from gateway.server.patches import h2_sender, hpack_decode, idle_close, reason_phrase
+    from gateway.server.patches import (
+        connections,
+        h2_guard,
+        h2_sender,
+        hpack_decode,
+        reason_phrase,
+    )
 
-    return (idle_close.PATCH, reason_phrase.PATCH, h2_sender.PATCH, hpack_decode.PATCH)
+    return (
+        connections.PATCH,
+        reason_phrase.PATCH,
+        h2_sender.PATCH,
+        h2_guard.PATCH,
+        hpack_decode.PATCH,
+    )
 
 
 def apply() -> None:

@@ -53,25 +53,15 @@ class RoundRobin:
         self._queue: deque[int] = deque()
         self._queued: set[int] = set()
 
-    def insert_stream(
-        self,
-        stream_id: int,
-        depends_on: int | None = None,
-        weight: int = 16,
-        exclusive: bool = False,
-    ) -> None:
+    # PriorityTree's priority arguments (depends_on, weight, exclusive), which
+    # Hypercorn passes by name, are taken and ignored: see the module docstring.
+    def insert_stream(self, stream_id: int, **_priority: object) -> None:
         if stream_id in self._known:
             raise DuplicateStreamError(f"Stream {stream_id} already in tree")
         self._known.add(stream_id)
         self.unblock(stream_id)  # a new stream is active, as in PriorityTree
 
-    def reprioritize(
-        self,
-        stream_id: int,
-        depends_on: int | None = None,
-        weight: int = 16,
-        exclusive: bool = False,
-    ) -> None:
+    def reprioritize(self, stream_id: int, **_priority: object) -> None:
         self._check(stream_id)
 
     def remove_stream(self, stream_id: int) -> None:
@@ -142,14 +132,19 @@ async def _send_task(self: Any) -> None:
 
 
 async def _send_data(self: Any, stream_id: int) -> None:
-    # Hypercorn 0.18's H2Protocol._send_data, minus its two flushes.
+    # Hypercorn 0.18's H2Protocol._send_data, minus its two flushes, and no
+    # pop(0) when the stream's window is shut: Hypercorn's pop(0) releases the
+    # app's paused push, so a client that never opens its window made the
+    # buffer grow without bound. Now the app's send waits at the high-water
+    # mark (two frames) until the client reads (gateway/idle_timeout.py
+    # SendDeadline ends it if it never does).
     try:
         chunk_size = min(
             self.connection.local_flow_control_window(stream_id),
             self.connection.max_outbound_frame_size,
         )
         chunk_size = max(0, chunk_size)
-        data = await self.stream_buffers[stream_id].pop(chunk_size)
+        data = await self.stream_buffers[stream_id].pop(chunk_size) if chunk_size else b""
         if data:
             self.connection.send_data(stream_id, data)
             self._ghostgate_unflushed += len(data)

@@ -33,12 +33,25 @@ CLIENT_GOAWAY = "h2.connection.H2Connection._receive_goaway_frame"  # overridden
 # (hypercorn 0.18.0, h2 4.4.1, hpack 4.2.0). Update a hash only after re-checking
 # the patch against the new source.
 ORIGINAL_SOURCE_SHA256 = {
-    # idle_close
+    # connections
+    "hypercorn.asyncio.tcp_server.TCPServer.run": (
+        "9437d01a916d887bd579db5d61ade2d76626a9619a448817242ed4766296ec23"
+    ),
     "hypercorn.asyncio.tcp_server.TCPServer._read_data": (
         "8e7ad8f4bfca2fd27e8f698634a32519d2512b258e9168917455fada224b7e1e"
     ),
     "hypercorn.asyncio.tcp_server.TCPServer.protocol_send": (
         "06144915fc094c1b4e1dc99197a0f0fd3725f642f613a2d96acb5a1458e80031"
+    ),
+    # h2_guard
+    "hypercorn.protocol.h2.H2Protocol._handle_events": (
+        "3378aef0a2348f0def6e0044697ba0623985794f9b186efb5fbaf12733f4feb5"
+    ),
+    "h2.connection.H2Connection._receive_data_frame": (
+        "09803eef3f564140481608e07cfdf626cdff9896090ecdc091ef7a8b8cfe6848"
+    ),
+    "hypercorn.asyncio.task_group.TaskGroup.spawn_app": (
+        "6606faaadfc368e3935e3fb5a9a9706dbe083aa11c18ab24a805055fce797f1c"
     ),
     # reason_phrase
     "hypercorn.protocol.h11.H11Protocol._send_h11_event": (
@@ -170,7 +183,7 @@ def test_a_mismatch_installs_no_patch_at_all(monkeypatch: pytest.MonkeyPatch) ->
     # patch by patch would have installed the first two before failing.
     restore_originals(monkeypatch)
     monkeypatch.setattr(patches_base.metadata, "version", fake_version("hpack", "4.3.0"))
-    assert [p.name for p in all_patches()][:2] == ["idle-close", "reason-phrase"]
+    assert [p.name for p in all_patches()][:2] == ["connections", "reason-phrase"]
     with pytest.raises(PatchMismatch, match=r"hpack==4\.2\.0, but hpack 4\.3\.0 is installed"):
         patches.apply()
     for patch in all_patches():
