@@ -35,6 +35,19 @@ def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
         return json.loads(response.read())
 
 
+def readyz(url: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """The /readyz report at `url`, whether it answers 200 or 503."""
+    try:
+        ready: dict[str, Any] = get_json(url + "/readyz", headers)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            ready = json.loads(exc.read())
+    return ready
+
+
+ADMIN_KEY = "scope=admin"  # where `Region.tokens` keeps the operator's token
+
+
 @dataclass
 class Sim:
     url: str
@@ -70,21 +83,24 @@ class Region:
     def auth(self, user: str = "alice") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user)}"}
 
-    def readyz(self) -> dict[str, Any]:
-        try:
-            ready: dict[str, Any] = get_json(self.url + "/readyz")
-        except urllib.error.HTTPError as exc:
-            with exc:
-                ready = json.loads(exc.read())
-        return ready
+    def admin_auth(self) -> dict[str, str]:
+        """An operator's token (scope `admin`): /readyz's full report."""
+        if ADMIN_KEY not in self.tokens:
+            self.tokens[ADMIN_KEY] = mint(self.keys.active, "operator", scope="admin")[0]
+        return {"Authorization": f"Bearer {self.tokens[ADMIN_KEY]}"}
+
+    def readyz(self, admin: bool = False) -> dict[str, Any]:
+        """/readyz, 200 or 503; `admin`: the full report (backends, store, groups, tasks)."""
+        return readyz(self.url, self.admin_auth() if admin else None)
 
     def wait_until(self, predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+        """Until `predicate` holds of the full /readyz report."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate(self.readyz()):
+            if predicate(self.readyz(admin=True)):
                 return
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}: {self.readyz()}")
+        raise AssertionError(f"timed out waiting for {what}: {self.readyz(admin=True)}")
 
 
 @contextmanager

@@ -4,7 +4,8 @@ upgrade) and, with a certificate, TLS with h2 by ALPN.
 Hypercorn's defaults suit browsers, not editors that hold one connection for a
 working day: `keep_alive_timeout` (5 s) closes idle HTTP/2 connections and
 `keep_alive_max_requests` (1000) sends GOAWAY and stalls the streams in flight.
-Both are raised here from `ServerSettings`.
+Both are raised here from `ServerSettings`. With an `operations_port`, the same
+server also listens there (gateway/operations.py `listening`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypercorn.config import Config
 
 from gateway.asgi import ASGIApp
 from gateway.metrics import RequestMetrics
+from gateway.operations import listening
 from gateway.server import patches
 from gateway.server.h2_budget import Allowance, H2Limits
 from gateway.server.patches import connections, h2_guard
@@ -49,6 +51,15 @@ def hypercorn_config(server: ServerSettings) -> Config:
     if server.certfile is not None:
         config.certfile = str(server.certfile)
         config.keyfile = str(server.keyfile) if server.keyfile else None
+    if server.operations_port:
+        # Plain HTTP even beside TLS: it is for the pod's probes and the scraper,
+        # on loopback by default. Assigned, never appended: Hypercorn's default
+        # list is shared by every Config.
+        operations = bind_address(server.operations_host, server.operations_port)
+        if config.ssl_enabled:
+            config.insecure_bind = [operations]
+        else:
+            config.bind = [*config.bind, operations]
     return config
 
 
@@ -86,7 +97,8 @@ async def serve_until_signalled(
     h2_guard.configure(h2_limits(server))
     if metrics is not None:
         metrics.watch_connections(table)
-    await serve(app, hypercorn_config(settings.server), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    served = listening(app, server.operations_port)
+    await serve(served, hypercorn_config(server), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def run(main: Coroutine[Any, Any, None], use_uvloop: bool) -> None:

@@ -42,7 +42,7 @@ async def settle(reg: Region, sim_quiet: bool = True) -> dict[str, Any]:
     """Wait until nothing is in flight anywhere; return the region's readiness."""
 
     def quiet() -> bool:
-        r = reg.readyz()
+        r = reg.readyz(admin=True)
         stats = reg.sims[0].stats()
         return (
             r["inflight"] == 0
@@ -53,9 +53,9 @@ async def settle(reg: Region, sim_quiet: bool = True) -> dict[str, Any]:
 
     for _ in range(200):
         if await asyncio.to_thread(quiet):
-            return reg.readyz()
+            return reg.readyz(admin=True)
         await asyncio.sleep(0.025)
-    raise AssertionError(f"still busy: {reg.readyz()} {reg.sims[0].stats()}")
+    raise AssertionError(f"still busy: {reg.readyz(admin=True)} {reg.sims[0].stats()}")
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ async def test_a_storm_of_random_cancels_leaves_nothing_in_flight(reg: Region) -
     pid = reg.child.pid
     await settle(reg)
     fds_before = fd_count(pid)
-    tasks_before = reg.readyz()["tasks"]
+    tasks_before = reg.readyz(admin=True)["tasks"]
 
     async def h2_client(conn: H2Connection, n: int) -> None:
         for _ in range(n):

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.auth.keys import SigningKeys
+from gateway.auth.tokens import mint
 from router.cluster import RegionPlan, router_command, wait_ready
 from tests.e2e import Sim, free_port, sim_worker
 from workers.process import Child
@@ -69,9 +71,18 @@ class Cluster:
     state_dir: Path
     router: Child
     regions: dict[str, RegionProcess] = field(default_factory=dict)
+    admin_token: str = ""
 
     def ready(self) -> dict[str, Any]:
         return request_json("GET", self.url + "/readyz")[1]
+
+    def admin_auth(self) -> dict[str, str]:
+        """An operator's token (scope `admin`), signed with the router's key: the
+        full /readyz of the router and, through their JWKS, of every region."""
+        if not self.admin_token:
+            keys = SigningKeys.load_or_create(self.state_dir)
+            self.admin_token = mint(keys.active, "operator", scope="admin")[0]
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     def wait_until(self, predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

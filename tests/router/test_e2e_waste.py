@@ -31,7 +31,7 @@ async def api_key(gg: Cluster, user: str) -> str:
 
 
 def region_ready(gg: Cluster) -> dict[str, Any]:
-    ready: dict[str, Any] = get_json(gg.regions["eu-west"].url + "/readyz")
+    ready: dict[str, Any] = get_json(gg.regions["eu-west"].url + "/readyz", gg.admin_auth())
     return ready
 
 
