@@ -10,6 +10,11 @@ Keys live in the state dir's store (`gateway.store`: SQLite, or Redis with
 router (found through `<state-dir>/run.json`) so the answer includes live
 health and load; with no router up it decides locally from the region table,
 every region assumed up, and says so.
+
+With `--redis`, `create` and `revoke` succeed only once their write is in
+Redis (retried for a moment, `StoreSettings`); if Redis stays away they say so
+and exit 1, rather than report a key or revocation that only this host's local
+copy knows.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import read_toml
-from gateway.store import KeyRecord, open_store
+from gateway.store import KeyRecord, StoreError, open_store
 from router import config
 from router.locations import LocationError, parse_location
 from router.nearest import RegionState, choose_region
@@ -53,6 +58,27 @@ def add_commands(commands: Any) -> None:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     redis = config.redis_url(args.redis)
+    try:
+        return _keys(args, redis)
+    except StoreError as exc:
+        print(f"ghostgate: {_undone(args)} ({exc})", file=sys.stderr)
+        return 1
+
+
+def _undone(args: argparse.Namespace) -> str:
+    """What a keys command that the store failed leaves behind, said plainly."""
+    again = "run the command again once Redis answers"
+    if args.keys_command == "create":
+        return f"no key created: Redis did not take it (the local copy is revoked); {again}"
+    if args.keys_command == "revoke":
+        return (
+            f"{args.key_id} is revoked only in this host's local copy: Redis did not take "
+            f"the revocation, so other hosts still accept the key; {again}"
+        )
+    return "the key store cannot be read"
+
+
+def _keys(args: argparse.Namespace, redis: str | None) -> int:
     if args.keys_command == "create":
         record, secret = asyncio.run(create_key(args.state_dir, redis, args.user))
         print(f"API key for {record.user} (id {record.key_id}). It is shown only this once:\n")
@@ -71,8 +97,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 async def create_key(state_dir: Path, redis: str | None, user: str) -> tuple[KeyRecord, str]:
+    """A new key, in Redis too when given; else `StoreError`, and the local copy revoked."""
     async with open_store(state_dir, redis) as store:
-        return await store.create_key(user)
+        record, secret = await store.create_key(user)
+        try:
+            await store.require_durable()
+        except StoreError:
+            await store.revoke_key(record.key_id)  # nobody will see its secret: retire it
+            raise
+        return record, secret
 
 
 async def list_keys(state_dir: Path, redis: str | None) -> list[KeyRecord]:
@@ -81,8 +114,11 @@ async def list_keys(state_dir: Path, redis: str | None) -> list[KeyRecord]:
 
 
 async def revoke_key(state_dir: Path, redis: str | None, key_id: str) -> bool:
+    """Whether `key_id` was active and is revoked now, in Redis too if given (else `StoreError`)."""
     async with open_store(state_dir, redis) as store:
-        return await store.revoke_key(key_id)
+        revoked = await store.revoke_key(key_id)
+        await store.require_durable()
+        return revoked
 
 
 async def ensure_key(state_dir: Path, redis: str | None, user: str, previous: str | None) -> str:

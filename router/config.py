@@ -14,6 +14,7 @@ TOML layout (every table optional):
     [router.tokens]   lifetime, issuer, audience, rotation_grace, recheck,
                       failed_lookups_per_minute, lookup_limiter_addresses,
                       negative_cache_seconds, negative_cache_entries, last_used_interval
+    [router.store]    write_retries, write_backoff, replay_limit (Redis outages)
     [[regions]]       name, url, lat, lon, area   (see router/regions.py)
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 # One error for any unusable configuration, the region's or the router's.
 from gateway.config import ConfigError as ConfigError
 from gateway.config import read_toml
+from gateway.settings import StoreSettings
 from router.locations import CidrTable
 from router.nearest import RoutePolicy
 from router.regions import DEFAULT_REGIONS, Region, find_region, parse_regions
@@ -39,6 +41,7 @@ _GROUPS: dict[str, type[Any]] = {
     "probes": ProbeSettings,
     "forward": ForwardSettings,
     "tokens": TokenSettings,
+    "store": StoreSettings,
 }
 _SCALARS = ("host", "port", "public_url", "default_region", "redis_url", "log_level")
 MAX_TOKEN_LIFETIME = 1800.0  # a region's default max_lifetime: longer tokens are refused

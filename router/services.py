@@ -6,7 +6,8 @@ resource has exactly one owner:
 
     signing keys    read from the state dir (the first one made there)
     store           API keys (SQLite in the state dir, or Redis)
-    revocations     the store's revocation snapshot, refreshed every second
+    revocations     the store's revocation snapshot, refreshed every second and
+                    kept in `<state-dir>/revocations.json` for a restart without Redis
     prober          /readyz of every region, every second
     clients         one HTTP/2 client per region (forward mode)
     key watch       reloads the signing keys when they change on disk
@@ -25,7 +26,8 @@ from gateway.asgi import Scope, header
 from gateway.auth import TokenVerifier, bearer_token
 from gateway.errors import BadRequest
 from gateway.lifecycle import in_background
-from gateway.store import RevocationCache, Store, open_store
+from gateway.operations import ANYONE, Asker
+from gateway.store import RevocationCache, Store, open_store, revocations_file
 from router.grants import TokenIssuer, is_api_key
 from router.keyring import KeyRing
 from router.locations import CidrTable, Location, LocationError, resolve_location
@@ -82,8 +84,9 @@ class RouterServices:
         metrics.watch(prober)
         clients = RegionClients(settings.regions, settings.forward.connect_timeout)
         cidr = CidrTable.parse(settings.cidr, settings.regions)
-        store = open_store(settings.state_dir, settings.redis_url)
-        revocations = RevocationCache(store)
+        store = open_store(settings.state_dir, settings.redis_url, settings.store)
+        metrics.watch_store(store)
+        revocations = RevocationCache(store, path=revocations_file(settings.state_dir))
         issuer = TokenIssuer(
             store, keyring, revocations, tokens, on_failed_lookup=metrics.failed_lookup
         )
@@ -146,17 +149,23 @@ class RouterServices:
         principal = self.verifier.verify(credential)
         return Caller(principal.subject, credential)
 
-    def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready when not draining and some region takes traffic."""
+    def readiness(self, asker: Asker = ANYONE) -> tuple[bool, dict[str, object]]:
+        """Ready when not draining and some region takes traffic. Anyone learns that
+        and which regions are up (their names are public: /v1/status and every
+        token answer give them; `ghostgate up` waits on them); an operator
+        (gateway/operations.py) also the region count, the store and the signing kid."""
         up = [name for name, view in self.prober.views.items() if view.health.up]
         ready = bool(up) and not self.draining
-        report: dict[str, object] = {
-            "ready": ready,
-            "role": "router",
-            "draining": self.draining,
-            "regions_up": up,
-            "regions": len(self.prober.views),
-            "store": self.store.status(),
-            "signing_kid": self.keyring.signer_kid,
-        }
+        report: dict[str, object] = {"ready": ready, "draining": self.draining, "regions_up": up}
+        failures = self.metrics.auth_failures
+        if not asker.told_all(self.verifier, lambda reason: failures.labels(reason).inc()):
+            return ready, report
+        report.update(
+            {
+                "role": "router",
+                "regions": len(self.prober.views),
+                "store": self.store.status(),
+                "signing_kid": self.keyring.signer_kid,
+            }
+        )
         return ready, report

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.settings import StoreSettings
 from router.nearest import RoutePolicy
 from router.regions import DEFAULT_REGIONS, Region
 
@@ -86,6 +87,7 @@ class RouterSettings:
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     tokens: TokenSettings = field(default_factory=TokenSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)  # Redis outages
     log_level: str = "info"
     use_uvloop: bool = True
 

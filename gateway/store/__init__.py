@@ -5,7 +5,8 @@
 
 Embedded (no Redis): process memory plus `<state-dir>/ghostgate.db` (SQLite) for
 keys and revocations. With Redis: a `ResilientStore` that serves from Redis and
-falls back to the embedded store, operation by operation, while Redis is away.
+falls back to the embedded store, operation by operation, while Redis is away
+(a refused write is retried, then queued: `StoreSettings`, outage.py).
 The layout, the exception tree and the algorithms are described in `base.py`.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.settings import StoreSettings
 from gateway.store.base import (
     KEY_PREFIX,
     KeyRecord,
@@ -28,7 +30,7 @@ from gateway.store.base import (
     new_key,
     token_id_for,
 )
-from gateway.store.revocations import RevocationCache
+from gateway.store.revocations import RevocationCache, revocations_file
 
 __all__ = [
     "KEY_PREFIX",
@@ -45,15 +47,19 @@ __all__ = [
     "key_id_of",
     "new_key",
     "open_store",
+    "revocations_file",
     "token_id_for",
 ]
 
 
-def open_store(state_dir: Path | None, redis_url: str | None = None) -> Store:
+def open_store(
+    state_dir: Path | None, redis_url: str | None = None, settings: StoreSettings | None = None
+) -> Store:
     """The store for this process, not yet opened: use it as `async with store:`.
 
     Without a state dir the embedded store keeps keys in a private in-memory
-    SQLite database (a region whose keys live in the router's)."""
+    SQLite database (a region whose keys live in the router's). `settings`: how
+    a Redis outage is ridden out (retries, the replay queue's bound)."""
     from gateway.store.embedded import EmbeddedStore
     from gateway.store.sqlite_keys import MEMORY
 
@@ -63,4 +69,11 @@ def open_store(state_dir: Path | None, redis_url: str | None = None) -> Store:
     from gateway.store.redis_store import RedisStore
     from gateway.store.resilient import ResilientStore
 
-    return ResilientStore(RedisStore(redis_url), local)
+    outage = settings or StoreSettings()
+    return ResilientStore(
+        RedisStore(redis_url),
+        local,
+        write_retries=outage.write_retries,
+        write_backoff=outage.write_backoff,
+        replay_limit=outage.replay_limit,
+    )
