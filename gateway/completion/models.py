@@ -81,7 +81,13 @@ class TemplateCache:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def template(self, model: str, backends: Sequence[Backend]) -> str | None:
-        """The model's template, or None if no backend could say (then FIM is built here)."""
+        """The model's template, or None if no backend could say (then FIM is built here).
+
+        A model no backend serves is never fetched or kept: the Ollama dialect asks
+        with the client's own model name, and a flood of made-up names must not
+        grow the cache or its locks. It holds served models only, at most."""
+        if not any(backend.serves(model) for backend in backends):
+            return None
         cached = self._entries.get(model)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -92,7 +98,21 @@ class TemplateCache:
                 return cached[1]
             template = await self._fetch(model, backends)
             self._entries[model] = (time.monotonic() + self._ttl, template)
+            self._forget_unserved(backends)
             return template
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _forget_unserved(self, backends: Sequence[Backend]) -> None:
+        # Models that left every backend; O(models), once per fetch (a TTL per model).
+        served = {model for backend in backends for model in backend.models}
+        for model in [m for m in self._entries if m not in served]:
+            del self._entries[model]
+        for model in [
+            m for m, lock in self._locks.items() if m not in served and not lock.locked()
+        ]:
+            del self._locks[model]
 
     async def _fetch(self, model: str, backends: Sequence[Backend]) -> str | None:
         for backend in backends:
