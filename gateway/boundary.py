@@ -20,6 +20,7 @@ from gateway.asgi import ASGIApp, ClientGone, Headers, Message, Receive, Scope, 
 from gateway.errors import (
     Dialect,
     GatewayError,
+    HeadersTooLarge,
     dialect_for_path,
     error_body,
     render_error,
@@ -57,10 +58,19 @@ class RequestBoundary:
 
     errors_log = log  # where an unhandled exception is logged
 
-    def __init__(self, app: ASGIApp, table: RouteTable, send_timeout: float) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        table: RouteTable,
+        send_timeout: float,
+        max_headers: int,
+        max_header_bytes: int,
+    ) -> None:
         self.app = app
         self.table = table
         self.send_timeout = send_timeout
+        self.max_headers = max_headers
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,7 +104,8 @@ class RequestBoundary:
             deadline.sent()
 
         try:
-            async with deadline:
+            self._check_headers(scope["headers"])
+            with deadline:
                 await self.app(scope, receive, send_with_context)
         except ClientGone:
             trace.outcome = "client_disconnect"
@@ -113,6 +124,13 @@ class RequestBoundary:
             await self._fail(error, trace, dialect, send_with_context)
         finally:
             self._record(trace, scope)
+
+    def _check_headers(self, headers: Headers) -> None:
+        # h11 bounds a head that arrives in pieces, not one read whole; count here.
+        if len(headers) > self.max_headers:
+            raise HeadersTooLarge(f"more than {self.max_headers} request headers")
+        if sum(len(name) + len(value) for name, value in headers) > self.max_header_bytes:
+            raise HeadersTooLarge(f"request headers over {self.max_header_bytes} bytes")
 
     async def _fail(self, exc: GatewayError, trace: Trace, dialect: Dialect, send: Send) -> None:
         trace.outcome = self._failure_outcome(exc)

@@ -16,6 +16,7 @@ TOML layout (every table optional):
     [[gateway.backends]]  url, slots
     [gateway.waste]       supersede, implicit_groups, cache, cache_ttl, typing_through
     [gateway.models]      completion, chat, context_tokens
+    [gateway.store]       write_retries, write_backoff, replay_limit (Redis outages)
     [gateway.models.aliases]   "copilot-codex" = "starcoder2:3b"
     [gateway.models.fim]       "my-coder:7b" = "starcoder"   (or {template = "...", stop = [...]})
 """
@@ -42,6 +43,7 @@ from gateway.settings import (
     Limits,
     ModelSettings,
     ServerSettings,
+    StoreSettings,
     Timeouts,
     WasteSettings,
 )
@@ -54,6 +56,7 @@ _GROUPS: dict[str, type[Any]] = {
     "health": HealthSettings,
     "auth": AuthSettings,
     "waste": WasteSettings,
+    "store": StoreSettings,
 }
 
 
@@ -67,6 +70,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="this region's name (default: local)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--operations-port",
+        type=int,
+        metavar="PORT",
+        help="serve /healthz, /readyz (in full) and /metrics here, not on --port (default: none)",
+    )
+    parser.add_argument(
+        "--operations-host", help="the operations port's address (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--backend",
         action="append",
@@ -159,7 +171,20 @@ def servable(settings: GatewaySettings) -> GatewaySettings:
         raise ConfigError("no backend given (--backend URL)")
     if not settings.auth.public_key_files and not settings.auth.jwks_url:
         raise ConfigError("no token verification key (--state-dir, --public-key or --jwks)")
+    check_server(settings.server)
     return settings
+
+
+def check_server(server: ServerSettings) -> ServerSettings:
+    """`server`, if its ports can be told apart; else `ConfigError`. The operations
+    port is recognised by its number (gateway/operations.py), so it must not be
+    the public one's."""
+    port = server.operations_port
+    if port and not 0 < port < 65536:
+        raise ConfigError(f"operations_port {port} is not a TCP port")
+    if port and port == server.port:
+        raise ConfigError(f"operations_port {port} must differ from port")
+    return server
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -304,6 +329,8 @@ def _apply_flags(settings: GatewaySettings, args: argparse.Namespace) -> Gateway
         settings.server,
         host=args.host,
         port=args.port,
+        operations_port=getattr(args, "operations_port", None),
+        operations_host=getattr(args, "operations_host", None),
         certfile=args.certfile,
         keyfile=args.keyfile,
     )

@@ -40,11 +40,25 @@ class Dialect(Enum):
 
 
 class GatewayError(Exception):
-    """Base of every error the gateway turns into a response."""
+    """Base of every error the gateway turns into a response.
+
+    A subclass names its status, kind and code as class keywords:
+    `class BadRequest(ClientError, status=400, code="bad_request")`."""
 
     status = 500
     kind = "server_error"
     code = "internal_error"
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, kind: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status = status
+        if kind is not None:
+            cls.kind = kind
+        if code is not None:
+            cls.code = code
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -52,103 +66,64 @@ class GatewayError(Exception):
         self.retry_after = retry_after
 
 
-class ClientError(GatewayError):
+class ClientError(GatewayError, kind="invalid_request_error"):
     """The request is at fault; retrying it unchanged will not help."""
 
-    kind = "invalid_request_error"
 
-
-class BadRequest(ClientError):
+class BadRequest(ClientError, status=400, code="bad_request"):
     """The body is not what the endpoint accepts (e.g. not JSON)."""
 
-    status = 400
-    code = "bad_request"
 
-
-class Unauthorized(ClientError):
+class Unauthorized(ClientError, status=401, kind="authentication_error", code="invalid_token"):
     """No usable token. `reason` feeds the auth-failure metric, never the log of a secret."""
-
-    status = 401
-    kind = "authentication_error"
-    code = "invalid_token"
 
     def __init__(self, message: str, *, reason: str = "invalid") -> None:
         super().__init__(message)
         self.reason = reason
 
 
-class Forbidden(ClientError):
+class Forbidden(ClientError, status=403, kind="permission_error", code="insufficient_scope"):
     """A valid token whose scopes do not include the route's (RFC 6750 insufficient_scope)."""
 
-    status = 403
-    kind = "permission_error"
-    code = "insufficient_scope"
 
-
-class NotFound(ClientError):
+class NotFound(ClientError, status=404, code="not_found"):
     """The route does not exist."""
 
-    status = 404
-    code = "not_found"
 
-
-class ModelNotFound(NotFound):
+class ModelNotFound(NotFound, code="model_not_found"):
     """No backend of this region serves the model."""
 
-    code = "model_not_found"
 
-
-class MethodNotAllowed(ClientError):
+class MethodNotAllowed(ClientError, status=405, code="method_not_allowed"):
     """The route exists but not for this method; `allow` lists the ones it takes."""
-
-    status = 405
-    code = "method_not_allowed"
 
     def __init__(self, message: str, *, allow: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.allow = allow
 
 
-class RequestTimeout(ClientError):
+class RequestTimeout(ClientError, status=408, code="request_timeout"):
     """The request (its body) did not arrive in time."""
 
-    status = 408
-    code = "request_timeout"
 
-
-class HeadersTooLarge(ClientError):
+class HeadersTooLarge(ClientError, status=431, code="headers_too_large"):
     """More request headers than the configured bound."""
 
-    status = 431
-    code = "headers_too_large"
 
-
-class PayloadTooLarge(ClientError):
+class PayloadTooLarge(ClientError, status=413, code="payload_too_large"):
     """The request body is over the configured limit."""
 
-    status = 413
-    code = "payload_too_large"
 
-
-class Unprocessable(ClientError):
+class Unprocessable(ClientError, status=422, code="invalid_field"):
     """The body is JSON but a field has the wrong type or value."""
 
-    status = 422
-    code = "invalid_field"
 
-
-class RateLimited(ClientError):
+class RateLimited(ClientError, status=429, kind="rate_limit_error", code="rate_limited"):
     """The user is over a rate limit; Retry-After says when to come back."""
 
-    status = 429
-    kind = "rate_limit_error"
-    code = "rate_limited"
 
-
-class UpstreamRejected(ClientError):
+class UpstreamRejected(ClientError, code="upstream_error"):
     """A backend answered the request with a 4xx; the client gets its status and message."""
-
-    code = "upstream_error"
 
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
@@ -159,26 +134,16 @@ class ServerError(GatewayError):
     """The gateway or its backends could not serve a well-formed request."""
 
 
-class NoCapacity(ServerError):
+class NoCapacity(ServerError, status=503, kind="server_error", code="no_capacity"):
     """No healthy backend, or no free slot within the queue's bounds."""
 
-    status = 503
-    kind = "server_error"
-    code = "no_capacity"
 
-
-class UpstreamError(ServerError):
+class UpstreamError(ServerError, status=502, code="upstream_error"):
     """A backend failed before its response started."""
 
-    status = 502
-    code = "upstream_error"
 
-
-class UpstreamTimeout(ServerError):
+class UpstreamTimeout(ServerError, status=504, code="upstream_timeout"):
     """A backend did not answer within the configured timeout."""
-
-    status = 504
-    code = "upstream_timeout"
 
 
 def error_body(dialect: Dialect, message: str, kind: str, code: str) -> bytes:

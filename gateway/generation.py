@@ -1,7 +1,8 @@
 """The one generation flow: what every dialect's generation endpoint does, written once.
 
     GenerationEndpoint(services, dialect)           an ASGI endpoint
-      1. read the body (bounded); the dialect parses it (`parse`)
+      1. read the body (bounded); the dialect parses it (`parse`); take one of
+         the user's streams per choice (429 if fewer are free), given back at the end
       2. claim the request's group, superseding the group's previous request
       3. until the client leaves (ClientGone) or a newer request supersedes
          this one (Superseded), whichever comes first:
@@ -21,23 +22,25 @@ encoding. Accounting (trace stage and outcome, cache-hit metrics) is here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from gateway.asgi import Receive, Scope, Send, Superseded, read_body, until_disconnect
+from gateway.auth import Principal
 from gateway.completion import Completed
-from gateway.errors import GatewayError, UpstreamError, UpstreamRejected
+from gateway.errors import GatewayError, RateLimited, UpstreamError, UpstreamRejected
 from gateway.pool import Job, UpstreamResponse
-from gateway.services import Services
+from gateway.services import PRINCIPAL_KEY, Services
 from gateway.trace import Stage, Trace, trace_of
 
 R = TypeVar("R")  # a dialect's parsed request
 P = TypeVar("P", bound="Plan")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Generation(Generic[R]):
     """A parsed, checked request and what the flow needs to know of it."""
 
@@ -48,7 +51,7 @@ class Generation(Generic[R]):
     requested_tokens: int = 0  # the client's token limit; 0 when it set none
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Memo:
     """Where a completion may come from, or go to, besides a backend."""
 
@@ -59,7 +62,7 @@ class Memo:
     suffix: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """What to run upstream for one request. Dialects add how to present it."""
 
@@ -104,23 +107,50 @@ class GenerationEndpoint(Generic[R, P]):
         raw = await read_body(scope, receive, limits.max_body_bytes, limits.body_timeout)
         generation = self.dialect.parse(scope, raw)
         trace.model, trace.requested_tokens = generation.model, generation.requested_tokens
-        # Only a well-formed request may supersede its group's previous one.
-        ticket = await self.services.claim_group(scope, self.dialect.completion_route)
+        user = await self._take_streams(scope, generation.choices)
         try:
-            await until_disconnect(
-                receive,
-                self._run(generation, trace, send),
-                ticket.cancelled if ticket else None,
-            )
-        except Superseded:
-            trace.outcome = "superseded"
+            # Only a well-formed request may supersede its group's previous one.
+            ticket = await self.services.claim_group(scope, self.dialect.completion_route)
             try:
-                await self.dialect.send_superseded(generation, trace, send)
-            except OSError:
-                pass  # the client left as well
+                await until_disconnect(
+                    receive,
+                    self._run(generation, trace, send),
+                    ticket.cancelled if ticket else None,
+                )
+            except Superseded:
+                trace.outcome = "superseded"
+                try:
+                    await self.dialect.send_superseded(generation, trace, send)
+                except OSError:
+                    pass  # the client left as well
+            finally:
+                if ticket is not None:
+                    self.services.supersessions.release(ticket)
         finally:
-            if ticket is not None:
-                self.services.supersessions.release(ticket)
+            if user is not None:
+                # Once on every path (done, error, cancelled, superseded), and
+                # shielded: the count must come back even when this task is cancelled.
+                shared = self.services.shared
+                await asyncio.shield(
+                    shared.release_stream(user, limits.user_streams, generation.choices)
+                )
+
+    async def _take_streams(self, scope: Scope, n: int) -> str | None:
+        """Count the request's `n` generations (one per choice) against its user's
+        `user_streams`, all or none: the user, or None where nothing is counted.
+
+        Here and not in UserLimits, which runs before the body says what `n` is."""
+        principal = scope.get(PRINCIPAL_KEY)
+        limit = self.services.settings.limits.user_streams
+        if not isinstance(principal, Principal) or limit <= 0:
+            return None
+        if not await self.services.shared.acquire_stream(principal.subject, limit, n):
+            self.services.metrics.user_limit_refusals.labels("streams").inc()
+            needs = f" (this request needs {n})" if n > 1 else ""
+            raise RateLimited(
+                f"more than {limit} generations at once for this user{needs}", retry_after=1
+            )
+        return principal.subject
 
     async def _run(self, generation: Generation[R], trace: Trace, send: Send) -> None:
         plan = await self.dialect.plan(generation, trace)

@@ -48,14 +48,19 @@ class _TaskTimer:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
     ) -> None:
+        self._release(exc_type, exc)
+
+    def _release(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        # Unbound: a send after the block (an error answer) arms no timer.
+        task, self._task = self._task, None
         if (
             self._fired
             and exc_type is asyncio.CancelledError
-            and self._task is not None
-            and self._task.uncancel() == 0
+            and task is not None
+            and task.uncancel() == 0
         ):
             raise self._expired() from exc
 
@@ -97,7 +102,7 @@ class SlowReader(TimeoutError):
 
 
 class SendDeadline(_TaskTimer):
-    """`async with SendDeadline(30) as deadline:` ... `deadline.sending()` before each
+    """`with SendDeadline(30) as deadline:` ... `deadline.sending()` before each
     send and `deadline.sent()` after it.
 
     Raises `SlowReader` out of the block when one send stays blocked for
@@ -120,9 +125,15 @@ class SendDeadline(_TaskTimer):
     def sent(self) -> None:
         self._since = None
 
-    async def __aenter__(self) -> SendDeadline:
+    # Synchronous: it is entered once per request, and needs no await.
+    def __enter__(self) -> SendDeadline:
         self._bind_task()
         return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        self._release(exc_type, exc)
 
     def _expired(self) -> TimeoutError:
         return SlowReader(f"client read nothing for {self._seconds:g} s")

@@ -7,7 +7,7 @@ at scrape time by a collector instead of being updated on the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,8 +85,58 @@ class RequestMetrics:
         """Export the token verifier's cache (gateway/auth/tokens.py) at scrape time."""
         self.registry.register(_TokenCacheCollector(verifier))
 
+    def watch_store(self, store: StoreStats) -> None:
+        """Export the store's outage figures (gateway/store/outage.py) at scrape time."""
+        self.registry.register(_StoreCollector(store))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StoreStats(Protocol):
+    """A `gateway.store.Store`, as far as its metrics go: its `status()` figures."""
+
+    def status(self) -> dict[str, object]: ...
+
+
+def _figure(status: Mapping[str, object], name: str) -> float:
+    value = status.get(name)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+class _StoreCollector(Collector):
+    def __init__(self, store: StoreStats) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._store.status()
+        degraded = GaugeMetricFamily(
+            "ghostgate_store_degraded", "1 while Redis is away and local state answers."
+        )
+        degraded.add_metric([], 1.0 if status.get("degraded") else 0.0)
+        queued = GaugeMetricFamily(
+            "ghostgate_store_replay_queue",
+            "Key and revocation writes waiting for Redis, replayed when it is back "
+            "(store.replay_limit at most).",
+        )
+        queued.add_metric([], _figure(status, "pending_writes"))
+        retries = CounterMetricFamily(
+            "ghostgate_store_write_retries",
+            "Key and revocation writes tried again after Redis refused them "
+            "(store.write_retries per write).",
+        )
+        retries.add_metric([], _figure(status, "write_retries"))
+        failures = CounterMetricFamily(
+            "ghostgate_store_write_failures",
+            "Key and revocation writes that never reached Redis (they stay in the local "
+            "copy), by reason: rejected (Redis answered with an error), queue_full "
+            "(past store.replay_limit), abandoned (still queued when the process stopped).",
+            labels=["reason"],
+        )
+        counts = status.get("write_failures")
+        for reason, count in sorted(counts.items() if isinstance(counts, dict) else []):
+            failures.add_metric([str(reason)], float(count))
+        yield from (degraded, queued, retries, failures)
 
 
 class ConnectionStats(Protocol):
@@ -214,10 +264,30 @@ class Metrics(RequestMetrics):
             ["route"],
             registry=r,
         )
+        self.input_refusals = Counter(
+            "ghostgate_input_refusals",
+            "Generation bodies refused by an input bound, by bound: json_depth, "
+            "json_constant (400); number, stop_sequences, stop_length, choices, "
+            "model_name (422).",
+            ["bound"],
+            registry=r,
+        )
+        self.user_limit_refusals = Counter(
+            "ghostgate_user_limit_refusals",
+            "Generations refused with 429 by a per-user limit: requests_per_minute, "
+            "streams (a request with n choices needs n).",
+            ["limit"],
+            registry=r,
+        )
 
     def watch(self, scheduler: Scheduler) -> None:
         """Export the scheduler's live state at scrape time."""
         self.registry.register(_SchedulerCollector(scheduler))
+
+    def watch_memory(self, memory: CompletionMemoryStats) -> None:
+        """Export typing-through memory and the in-process completion cache
+        (gateway/completion/cache.py) at scrape time."""
+        self.registry.register(_MemoryCollector(memory))
 
 
 class _SchedulerCollector(Collector):
@@ -260,3 +330,56 @@ def _fairness(scheduler: Scheduler) -> Iterator[Metric]:
     )
     refused.add_metric([], scheduler.user_queue_refusals)
     yield from (users, held, refused)
+
+
+class MemoryFigures(TokenCacheUsage, Protocol):
+    """A bounded memory's figures: a token cache's, and what its sweep expired."""
+
+    @property
+    def expired(self) -> int: ...
+
+
+class CompletionMemoryStats(Protocol):
+    @property
+    def typing_usage(self) -> MemoryFigures: ...
+
+    @property
+    def cache_usage(self) -> MemoryFigures | None: ...
+
+
+class _MemoryCollector(Collector):
+    """Typing-through memory and the completion cache held in this process (with
+    Redis, its local fallback): sizes now, and what their bounds and sweep removed."""
+
+    def __init__(self, memory: CompletionMemoryStats) -> None:
+        self._memory = memory
+
+    def collect(self) -> Iterator[Metric]:
+        typing, cache = self._memory.typing_usage, self._memory.cache_usage
+        evictions = CounterMetricFamily(
+            "ghostgate_memory_evictions",
+            "Entries pushed out by a bound, least recently used first: kind typing "
+            "(waste.typing_bytes, or the group bound) or cache (waste.cache_bytes).",
+            labels=["kind"],
+        )
+        expired = CounterMetricFamily(
+            "ghostgate_memory_expired",
+            "Entries past their TTL removed by the sweep (waste.sweep_interval), by kind.",
+            labels=["kind"],
+        )
+        gauges = {
+            "typing": ("ghostgate_typing_memory", "typing-through memory (waste.typing_bytes)"),
+            "cache": ("ghostgate_completion_cache", "completion cache (waste.cache_bytes)"),
+        }
+        for kind, usage in (("typing", typing), ("cache", cache)):
+            if usage is None:
+                continue
+            name, what = gauges[kind]
+            entries = GaugeMetricFamily(f"{name}_entries", f"Entries in this process's {what}.")
+            entries.add_metric([], usage.entries)
+            size = GaugeMetricFamily(f"{name}_bytes", f"Bytes held by this process's {what}.")
+            size.add_metric([], usage.size_bytes)
+            yield from (entries, size)
+            evictions.add_metric([kind], usage.evictions)
+            expired.add_metric([kind], usage.expired)
+        yield from (evictions, expired)

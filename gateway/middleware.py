@@ -3,7 +3,7 @@
     RequestContext  the request boundary (gateway/boundary.py) with the region's
                     headers, metrics and access log
     Authenticate    the bearer token, on every route that needs one
-    UserLimits      per-user requests per minute and generations at once
+    UserLimits      per-user requests per minute (generations at once: generation.py)
 
 Each reads what the route table says of the request's route (gateway/routing.py),
 matched once by the boundary: whether it needs a token, whether it generates.
@@ -11,14 +11,13 @@ matched once by the boundary: whether it needs a token, whether it generates.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from gateway.asgi import ASGIApp, Headers, Receive, Scope, Send, header
 from gateway.auth import Principal, bearer_token, require_scope
 from gateway.boundary import CANCEL_REASONS, RequestBoundary
-from gateway.errors import Forbidden, RateLimited, Unauthorized
+from gateway.errors import BadRequest, Forbidden, RateLimited, Unauthorized, Unprocessable
 from gateway.routing import RouteTable, match_of
 from gateway.services import PRINCIPAL_KEY, Services
 from gateway.trace import TRACE_KEY, Trace, access_fields
@@ -30,7 +29,11 @@ class RequestContext(RequestBoundary):
     """Ids, region header, error boundary, access log and metrics for every request."""
 
     def __init__(self, app: ASGIApp, table: RouteTable, services: Services) -> None:
-        super().__init__(app, table, services.settings.limits.send_timeout)
+        settings = services.settings
+        server = settings.server
+        super().__init__(
+            app, table, settings.limits.send_timeout, server.max_headers, server.max_header_bytes
+        )
         self.services = services
         self.region = services.settings.region.encode()
 
@@ -79,11 +82,11 @@ class RequestContext(RequestBoundary):
 
 
 def _access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
-    fields = access_fields(trace, scope, now)
-    for name in ("user", "model", "backend", "error", "done_reason"):
-        value = getattr(trace, name)
-        if value:
-            fields[name] = value
+    fields = access_fields(trace, scope, now)  # user, model and error, cut to their bounds
+    if trace.backend:
+        fields["backend"] = trace.backend
+    if trace.done_reason:
+        fields["done_reason"] = trace.done_reason[:64]  # the backend's word, not ours
     if trace.model:
         fields.update(
             stage=trace.stage.value,
@@ -124,11 +127,14 @@ class Authenticate:
 
 
 class UserLimits:
-    """Per-user requests per minute and concurrent generations (429 past either).
+    """Per-user requests per minute (429 past it), on generation routes.
 
-    Counted in the shared store, so the limits hold across every region and
+    Counted in the shared store, so the limit holds across every region and
     instance that shares one Redis. Only generation routes count: listing
-    models or asking for readiness costs no GPU time.
+    models or asking for readiness costs no GPU time. Generations at once are
+    counted after the body is parsed, since a request with `n` choices holds
+    `n` (GenerationEndpoint, gateway/generation.py). This layer also counts the
+    bodies those routes refuse by an input bound, in `ghostgate_input_refusals_total`.
     """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
@@ -146,16 +152,19 @@ class UserLimits:
         ):
             await self.app(scope, receive, send)
             return
-        limits, shared = self.services.settings.limits, self.services.shared
-        user = principal.subject
-        await shared.check_rate(user, limits.user_requests_per_minute)
-        if not await shared.acquire_stream(user, limits.user_streams):
-            raise RateLimited(
-                f"more than {limits.user_streams} generations at once for this user",
-                retry_after=1,
+        limits, metrics = self.services.settings.limits, self.services.metrics
+        try:
+            await self.services.shared.check_rate(
+                principal.subject, limits.user_requests_per_minute
             )
+        except RateLimited:
+            metrics.user_limit_refusals.labels("requests_per_minute").inc()
+            raise
         try:
             await self.app(scope, receive, send)
-        finally:
-            # Shielded: the count must come back even when this task is cancelled.
-            await asyncio.shield(shared.release_stream(user, limits.user_streams))
+        except (BadRequest, Unprocessable) as exc:
+            # An input bound's refusal names its bound (gateway/dialects/ollama/request.py).
+            bound = getattr(exc, "bound", None)
+            if isinstance(bound, str):
+                metrics.input_refusals.labels(bound).inc()
+            raise

@@ -72,7 +72,7 @@ class Route(Generic[C]):
         return self.bind(self.make(context))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Match:
     """A request's route and its path parameters, found once per request."""
 

@@ -34,8 +34,9 @@ from gateway.completion import (
     fim_overrides,
     group_for,
 )
-from gateway.lifecycle import in_background
+from gateway.lifecycle import every, in_background
 from gateway.metrics import Metrics
+from gateway.operations import ANYONE, Asker
 from gateway.pool import Backend, HealthProber, Relay, Scheduler, Upstream, served_models
 from gateway.settings import GatewaySettings
 from gateway.shared import SharedState
@@ -79,7 +80,10 @@ class Services:
         prober = HealthProber(scheduler, upstream, settings.health)
         auth = settings.auth
         supersessions = Supersessions()
-        shared = SharedState(settings.region, settings.state_dir, settings.redis_url, supersessions)
+        shared = SharedState(
+            settings.region, settings.state_dir, settings.redis_url, supersessions, settings.store
+        )
+        metrics.watch_store(shared.store)
         verifier = (JwksVerifier if auth.jwks_url else TokenVerifier)(
             (),  # the key files are read by `running`
             issuer=auth.issuer,
@@ -94,6 +98,8 @@ class Services:
         metrics.watch_tokens(verifier)
         relay = Relay(scheduler, upstream, prober, settings.limits)
         templates = TemplateCache(upstream)
+        memory = CompletionMemory(shared.store, settings.waste)
+        metrics.watch_memory(memory)
         services = cls(
             settings,
             metrics,
@@ -105,7 +111,7 @@ class Services:
             templates,
             fim_overrides(settings.models),
             shared,
-            CompletionMemory(shared.store, settings.waste.cache_ttl),
+            memory,
             supersessions=supersessions,
         )
         shared.heartbeat = services.heartbeat
@@ -139,7 +145,7 @@ class Services:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Services]:
         """Read the keys, open the store, the upstream pool and the JWKS refresher,
-        and start probing; undo all on exit."""
+        and start probing and the memory sweep; undo all on exit."""
         auth = self.settings.auth
         keys = load_public_keys(auth.public_key_files)
         self.verifier.set_keys(keys)
@@ -158,45 +164,69 @@ class Services:
                     "healthy": healthy,
                 },
             )
-            async with in_background(self.prober.run(), "health-probes"):
+            async with in_background(self.prober.run(), "health-probes"), self._sweeping():
                 yield self
+
+    def _sweeping(self) -> contextlib.AbstractAsyncContextManager[None]:
+        # Expired typing-through and cache entries go on a timer, not only on read.
+        interval = self.memory.sweep_interval
+        if interval <= 0:
+            return contextlib.nullcontext()
+        return in_background(every(interval, self.memory.sweep), "memory-sweep")
 
     def heartbeat(self) -> dict[str, object]:
         """The load the router weighs this region by (also what /readyz says)."""
         ready, _ = self.readiness()
         return {"ready": ready, "draining": self.draining, **self.scheduler.snapshot()}
 
-    def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Whether this region should get traffic, and the figures behind it."""
+    def readiness(self, asker: Asker = ANYONE) -> tuple[bool, dict[str, object]]:
+        """Whether this region should get traffic, and the figures behind it, as far
+        as `asker` may learn them (gateway/operations.py): anyone, what the router's
+        probes read (router/prober.py: ready, draining, simulated, load, savings);
+        an operator, also the backends (URLs, errors, models), the store, groups
+        and tasks. The minimal report is listed field by field, so that a field
+        added later is an operator's until someone decides otherwise."""
         healthy = [b for b in self.scheduler.backends if b.healthy]
         ready = bool(healthy) and not self.draining
+        load = self.scheduler.snapshot()
         report: dict[str, object] = {
             "ready": ready,
-            "region": self.settings.region,
             "draining": self.draining,
             "simulated": self.settings.simulated,
-            # What a leak would show: live groups and the process's tasks.
-            "groups_live": len(self.supersessions),
+            "inflight": load["inflight"],
+            "queued": load["queued"],
+            "capacity": load["capacity"],
+            # Counts only; the router's status page sums them.
             "waste": self.metrics.waste.snapshot(),
-            "store": self.shared.store.status(),
-            "store_degraded": self.shared.degraded,
-            "tasks": len(asyncio.all_tasks()),
-            "backends": {
-                "total": len(self.scheduler.backends),
-                "healthy": len(healthy),
-                "detail": [
-                    {
-                        "url": b.url,
-                        "healthy": b.healthy,
-                        "inflight": b.inflight,
-                        "slots": b.slots,
-                        "models": sorted(b.models),
-                        "loaded": sorted(b.loaded),
-                        "error": b.last_error,
-                    }
-                    for b in self.scheduler.backends
-                ],
-            },
-            **self.scheduler.snapshot(),
         }
+        failures = self.metrics.auth_failures
+        if not asker.told_all(self.verifier, lambda reason: failures.labels(reason).inc()):
+            return ready, report
+        report.update(
+            {
+                "region": self.settings.region,
+                # What a leak would show: live groups and the process's tasks.
+                "groups_live": len(self.supersessions),
+                "store": self.shared.store.status(),
+                "store_degraded": self.shared.degraded,
+                "tasks": len(asyncio.all_tasks()),
+                "backends": {
+                    "total": len(self.scheduler.backends),
+                    "healthy": len(healthy),
+                    "detail": [
+                        {
+                            "url": b.url,
+                            "healthy": b.healthy,
+                            "inflight": b.inflight,
+                            "slots": b.slots,
+                            "models": sorted(b.models),
+                            "loaded": sorted(b.loaded),
+                            "error": b.last_error,
+                        }
+                        for b in self.scheduler.backends
+                    ],
+                },
+                **load,
+            }
+        )
         return ready, report

@@ -55,6 +55,18 @@ class Limits:
     # While another user waits, a user holding this share of the region's
     # healthy slots gets no new one; alone, they may use them all. 1.0 = off.
     user_slot_share: float = 0.5
+    # Input bounds of generation bodies (gateway/dialects/*/request.py): 422 past
+    # them, 400 for nesting. Stop sequences are matched against every token the
+    # gateway relays, so their number and length bound its per-token cost;
+    # `max_choices` is `n`, each choice a backend slot and a user stream.
+    max_stop_sequences: int = 32
+    max_stop_length: int = 256  # characters
+    max_choices: int = 4
+    # Model names reach the metrics' label check, the access log and the
+    # backends' `/api/show`: no legitimate name is longer.
+    max_model_name_bytes: int = 256
+    # Checked before parsing: Python's JSON parser recurses per level.
+    max_json_depth: int = 32
 
 
 DEFAULT_SLOTS = 4
@@ -103,6 +115,11 @@ class ServerSettings:
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # With a port here (0 = none), /healthz, /readyz in full and /metrics are
+    # served there, in plain HTTP, and the public port keeps only a minimal
+    # /readyz (no /metrics): what a probe of a public address may learn.
+    operations_port: int = 0
+    operations_host: str = "127.0.0.1"
     certfile: Path | None = None
     keyfile: Path | None = None
     # Editor connections live for hours: Hypercorn's defaults (5 s idle, 1000
@@ -166,12 +183,34 @@ class WasteSettings:
     implicit_groups: bool = True
     cache: bool = True
     cache_ttl: float = 600.0
+    # The completion cache this process holds (the embedded store's, or Redis'
+    # local fallback's): least recently used out past this many bytes.
+    cache_bytes: int = 64 * MiB
     typing_through: bool = True
+    # Typing-through memory, in bytes as well as in groups and entries per group
+    # (gateway/completion/cache.py): least recently used group out first.
+    typing_bytes: int = 8 * MiB
+    # Expired typing-through and cache entries are removed this often, read or
+    # not (else they would stay until pushed out). 0 = only on read.
+    sweep_interval: float = 10.0
     # Tokens a request with no limit is expected to generate, for `saved` accounting.
     expected_tokens: int = 64
     # A backend's 200 answer to /api/show (per model) and /api/version is
     # reused this long: editors ask on every start and file switch. 0 = off.
     backend_answer_ttl: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """How the store rides out a Redis outage (gateway/store/outage.py); the router's too."""
+
+    # A key or revocation write Redis refuses is tried again this many times,
+    # after `write_backoff` s doubling (0.2 + 0.4 + 0.8 s), before it is queued.
+    write_retries: int = 3
+    write_backoff: float = 0.2
+    # Writes queued while Redis is away, replayed in order when it is back;
+    # past this many a write stays in the local SQLite copy only (logged, counted).
+    replay_limit: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +227,7 @@ class GatewaySettings:
     health: HealthSettings = field(default_factory=HealthSettings)
     models: ModelSettings = field(default_factory=ModelSettings)
     waste: WasteSettings = field(default_factory=WasteSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     # The embedded store's SQLite lives here (shared with the router on one
     # machine); None: a private temporary directory.
     state_dir: Path | None = None

@@ -9,7 +9,9 @@ supersede an older one held by another: the group's holder is recorded in the
 store, and a cancel message goes to that instance's channel.
 
 A store failure never fails a request: the store itself falls back to local
-state, and anything that still escapes is logged here and ignored.
+state, and anything that still escapes is logged here and ignored. With a state
+dir, the last revocations seen are kept in `<state-dir>/revocations.json`, so a
+region restarted while Redis is away still refuses them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.completion import Supersessions
-from gateway.store import Payload, RevocationCache, Store, StoreError, open_store
+from gateway.settings import StoreSettings
+from gateway.store import (
+    Payload,
+    RevocationCache,
+    Store,
+    StoreError,
+    open_store,
+    revocations_file,
+)
 
 log = logging.getLogger("ghostgate.shared")
 
@@ -42,14 +52,15 @@ class SharedState:
         state_dir: Path | None,
         redis_url: str | None,
         supersessions: Supersessions,
+        store: StoreSettings | None = None,
     ) -> None:
         self.region = region
         self.instance = f"{region}-{os.getpid()}-{secrets.token_hex(3)}"
         self.redis = bool(redis_url)
         # No state dir: keys live in the router's, and the embedded store keeps
         # its own in a private in-memory database.
-        self.store: Store = open_store(state_dir, redis_url)
-        self.revocations = RevocationCache(self.store)
+        self.store: Store = open_store(state_dir, redis_url, store)
+        self.revocations = RevocationCache(self.store, path=revocations_file(state_dir))
         self._supersessions = supersessions
         # What this region reports to the router through the store; set by
         # the owner once it exists.
@@ -81,12 +92,14 @@ class SharedState:
         if per_minute > 0:
             (await self.store.rate_limit(user, per_minute)).check()
 
-    async def acquire_stream(self, user: str, limit: int) -> bool:
-        return limit <= 0 or await self.store.acquire_stream(user, limit)
+    async def acquire_stream(self, user: str, limit: int, n: int = 1) -> bool:
+        """Take `n` of `user`'s `limit` generations at once (a request's choices),
+        all or none; `limit` 0 is no limit."""
+        return limit <= 0 or await self.store.acquire_stream(user, limit, n)
 
-    async def release_stream(self, user: str, limit: int) -> None:
+    async def release_stream(self, user: str, limit: int, n: int = 1) -> None:
         if limit > 0:
-            await self.store.release_stream(user)
+            await self.store.release_stream(user, n)
 
     async def announce(self, group: str) -> None:
         """Record this instance as the group's holder; supersede a remote holder."""

@@ -58,8 +58,16 @@ class Trace:
         return max(0.0, before) + max(0.0, after)
 
 
+# Log fields a client can make long, cut to these: a log line stays a line,
+# and an error message that quoted a body could not carry much of it.
+MAX_LOGGED_USER = 128  # characters
+MAX_LOGGED_MODEL = 256  # bytes of UTF-8, as `Limits.max_model_name_bytes`
+MAX_LOGGED_ERROR = 200  # characters
+
+
 def access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
-    """The fields every access log line has (gateway and router alike).
+    """The fields every access log line has (gateway and router alike), with the
+    user, model and error when known, each cut to its bound.
 
     Never the query string, headers or body: they may carry a key, a token or code.
     """
@@ -77,6 +85,13 @@ def access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
     overhead = trace.overhead()
     if overhead is not None:
         fields["overhead_ms"] = round(overhead * 1000, 3)
+    if trace.user:
+        fields["user"] = trace.user[:MAX_LOGGED_USER]
+    if trace.model:
+        model = trace.model.encode("utf-8", "surrogatepass")[:MAX_LOGGED_MODEL]
+        fields["model"] = model.decode("utf-8", "ignore")  # never half a character
+    if trace.error:
+        fields["error"] = trace.error[:MAX_LOGGED_ERROR]
     return fields
 
 

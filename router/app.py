@@ -23,6 +23,7 @@ from gateway.asgi import ASGIApp
 from gateway.errors import Dialect
 from gateway.operations import operations_app, operations_routes
 from gateway.routing import Dispatch, Route, RouteTable
+from gateway.settings import ServerSettings
 from router.endpoints import JwksEndpoint, RouteEndpoint, StatusEndpoint, TokenEndpoint, page
 from router.forward import Forwarder
 from router.middleware import RouterContext
@@ -75,5 +76,8 @@ def create_app(settings: RouterSettings) -> tuple[ASGIApp, RouterServices]:
     operations = router_operations(services)
     table = router_table(services, Forwarder(services), operations)
     send_timeout = settings.forward.send_timeout
-    context = RouterContext(Dispatch(table, operations), table, services.metrics, send_timeout)
+    server = ServerSettings()  # the router serves with the defaults (router/__main__.py)
+    context = RouterContext(
+        Dispatch(table, operations), table, services.metrics, send_timeout, server
+    )
     return context, services

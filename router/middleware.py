@@ -20,6 +20,7 @@ from gateway.asgi import ASGIApp, Headers, Scope
 from gateway.boundary import RequestBoundary
 from gateway.errors import GatewayError
 from gateway.routing import RouteTable
+from gateway.settings import ServerSettings
 from gateway.trace import Trace, access_fields
 from router.metrics import RouterMetrics
 
@@ -32,9 +33,14 @@ class RouterContext(RequestBoundary):
     errors_log = logging.getLogger("ghostgate.router")
 
     def __init__(
-        self, app: ASGIApp, table: RouteTable, metrics: RouterMetrics, send_timeout: float
+        self,
+        app: ASGIApp,
+        table: RouteTable,
+        metrics: RouterMetrics,
+        send_timeout: float,
+        server: ServerSettings,
     ) -> None:
-        super().__init__(app, table, send_timeout)
+        super().__init__(app, table, send_timeout, server.max_headers, server.max_header_bytes)
         self.metrics = metrics
 
     def _context_headers(self, headers: Headers, trace: Trace) -> Headers:
@@ -54,7 +60,7 @@ class RouterContext(RequestBoundary):
     def _record(self, trace: Trace, scope: Scope) -> None:
         now = time.perf_counter()
         m = self.metrics
-        if trace.outcome == "client_disconnect":
+        if trace.outcome in ("client_disconnect", "slow_reader"):
             m.cancellations.labels(trace.outcome, trace.stage.value).inc()
         m.observe_request(trace, trace.backend or "router", "", now)
         if access_log.isEnabledFor(logging.INFO):
@@ -63,10 +69,6 @@ class RouterContext(RequestBoundary):
 
 def _access_fields(trace: Trace, scope: Scope, now: float) -> dict[str, object]:
     fields = access_fields(trace, scope, now)
-    if trace.backend:
+    if trace.backend:  # user and error come from access_fields, cut to their bounds
         fields.update(region=trace.backend, attempts=trace.attempts, stage=trace.stage.value)
-    for name in ("user", "error"):
-        value = getattr(trace, name)
-        if value:
-            fields[name] = value
     return fields

@@ -104,18 +104,25 @@ class EmbeddedStore:
     async def revocations(self) -> Revocations:
         return await asyncio.to_thread(self._keys.revocations, self.clock())
 
+    def assume_revoked(self, revocations: Revocations) -> None:
+        """Nothing to do: the SQLite file already is this store's record on disk."""
+
+    async def require_durable(self) -> None:
+        """Nothing to wait for: every write is committed to SQLite before it returns."""
+
     # Everything else: process memory.
 
     async def rate_limit(self, user: str, limit: int, window: float = 60.0) -> RateDecision:
         """Count one request of `user` against `limit` per `window` seconds."""
         return self.limiter.hit(user, limit, window)
 
-    async def acquire_stream(self, user: str, limit: int) -> bool:
-        """Take one of `user`'s `limit` concurrent streams; False when all are taken."""
-        return self.streams.acquire(user, limit)
+    async def acquire_stream(self, user: str, limit: int, n: int = 1) -> bool:
+        """Take `n` of `user`'s `limit` concurrent streams; False (none taken) when
+        fewer are free."""
+        return self.streams.acquire(user, limit, n)
 
-    async def release_stream(self, user: str) -> None:
-        self.streams.release(user)
+    async def release_stream(self, user: str, n: int = 1) -> None:
+        self.streams.release(user, n)
 
     async def publish_heartbeat(self, region: str, payload: Payload, ttl: float) -> None:
         self.board.publish(region, payload, ttl)

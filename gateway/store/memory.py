@@ -51,15 +51,15 @@ class StreamCounter:
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
-    def acquire(self, user: str, limit: int) -> bool:
+    def acquire(self, user: str, limit: int, n: int = 1) -> bool:
         count = self._open.get(user, 0)
-        if count >= limit:
+        if count + n > limit:
             return False
-        self._open[user] = count + 1
+        self._open[user] = count + n
         return True
 
-    def release(self, user: str) -> None:
-        count = self._open.get(user, 0) - 1
+    def release(self, user: str, n: int = 1) -> None:
+        count = self._open.get(user, 0) - n
         if count > 0:
             self._open[user] = count
         else:

@@ -62,33 +62,35 @@ class StreamLeases(BackgroundLoop):
     def ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
 
-    async def acquire(self, name: str, limit: int) -> bool:
-        """Take a lease under `limit`. If the reply is lost, the lease expires by itself."""
+    async def acquire(self, name: str, limit: int, n: int = 1) -> bool:
+        """Take `n` leases under `limit`, all or none (one script, so atomic).
+        If the reply is lost, the leases expire by themselves."""
         script = self._script(self._acquire)
-        lease = f"{self.instance}:{next(self._ids)}"
-        args: list[EncodableT] = [limit, self.ttl_ms, lease]
+        leases = [f"{self.instance}:{next(self._ids)}" for _ in range(n)]
+        args: list[EncodableT] = [limit, self.ttl_ms, *leases]
         taken = await self._run("acquire stream", lambda: script(keys=[name], args=args))
         if taken:
-            self._held.setdefault(name, []).append(lease)
+            self._held.setdefault(name, []).extend(leases)
         return bool(taken)
 
-    async def release(self, name: str) -> None:
-        """Give back one lease. Forgotten first, so a failed ZREM cannot be renewed forever."""
-        lease = self.forget(name)
-        if lease is None:
+    async def release(self, name: str, n: int = 1) -> None:
+        """Give back `n` leases. Forgotten first, so a failed ZREM cannot be renewed forever."""
+        leases = self.forget(name, n)
+        if not leases:
             return
         client = self._require(self._client)
-        await self._run("release stream", lambda: client.zrem(name, lease))
+        await self._run("release stream", lambda: client.zrem(name, *leases))
 
-    def forget(self, name: str) -> str | None:
-        """Stop holding one lease of `name`; Redis drops it when its TTL runs out."""
+    def forget(self, name: str, n: int = 1) -> list[str]:
+        """Stop holding `n` leases of `name`; Redis drops them when their TTL runs out."""
         leases = self._held.get(name)
         if not leases:
-            return None
-        lease = leases.pop()
+            return []
+        dropped = leases[-n:] if n > 0 else []
+        del leases[len(leases) - len(dropped) :]
         if not leases:
             del self._held[name]
-        return lease
+        return dropped
 
     async def renew(self) -> None:
         script = self._script(self._renew)

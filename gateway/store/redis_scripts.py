@@ -36,14 +36,18 @@ return {0, 0, retry}
 )
 
 # Stream leases. KEYS[1] the user's leases (member -> expiry ms); ARGV limit,
-# ttl (ms), lease id. Expired leases (their holder died) are dropped first.
+# ttl (ms), then one lease id per stream wanted (a request with n choices takes
+# n, all or none). Expired leases (their holder died) are dropped first.
 ACQUIRE_STREAM = (
     NOW_MS
     + """
 local ttl = tonumber(ARGV[2])
+local wanted = #ARGV - 2
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
+if redis.call('ZCARD', KEYS[1]) + wanted > tonumber(ARGV[1]) then return 0 end
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
+end
 redis.call('PEXPIRE', KEYS[1], ttl)
 return 1
 """
@@ -62,3 +66,16 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) e
 return 1
 """
 )
+
+# Revoked single tokens. KEYS[1] the set (jti -> expiry, unix s); ARGV now (unix
+# s, the writer's clock, as readers compare with theirs), jti, expiry, grace (s).
+# Expired members are pruned, and the key itself expires with its latest member
+# plus `grace` (clocks that disagree with Redis'), so no revocation outlives the
+# token it revokes and none is dropped before it.
+REVOKE_TOKEN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(last[2]) + tonumber(ARGV[4])))
+return 1
+"""

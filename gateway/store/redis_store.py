@@ -5,6 +5,28 @@ retry on a broken connection only (redis-py's default retries for seconds), and
 an overall deadline of twice `timeout`. Any failure leaves here as `StoreUnavailable` (Redis away or
 slow) or `StoreCorrupted` (Redis answered with an error): nothing above this
 module sees `redis.*`. It does not fall back by itself; `ResilientStore` does.
+
+Every key written here either expires or has an owner who deletes it
+(tests/gateway/store/test_redis_ttl.py runs every operation and checks this):
+
+    key (under ghostgate:)  TTL, or owner
+    key:<sha256>            owned: an API key's record, written by `ghostgate keys
+                            create` (and `last_used_at` by the router), marked by
+                            `keys revoke`, kept revoked for listings; only an
+                            operator deletes it (DEL), with its `keys` entry
+    keys                    owned: key id -> digest, the index of the records above
+    revoked                 owned: revoked key ids, as long as their records
+    revoked:tokens          EXPIREAT its latest member's expiry + 1 h (REVOKE_TOKEN),
+                            pruned of expired members at every revocation
+    rate:<user>             PEXPIRE the window, at every allowed request (RATE_LIMIT)
+    streams:<user>          PEXPIRE the lease TTL at every acquire and renewal; an
+                            empty set is no key (ACQUIRE_STREAM, RENEW_STREAMS)
+    hb:<region>             SET PX the heartbeat's TTL (3 s)
+    regions                 PEXPIRE the heartbeat's TTL, NX then GT, at every
+                            heartbeat: it expires with the last heartbeat written
+    cache:completion:<key>  SET PX `waste.cache_ttl` (600 s)
+    cache:group:<group>     SET PX the group's TTL (120 s, gateway/shared.py)
+    cancel:<instance>       a pub/sub channel, not a key: Redis keeps nothing
 """
 
 from __future__ import annotations
@@ -50,6 +72,9 @@ from gateway.store.redis_codec import (
 from gateway.store.redis_leases import StreamLeases
 
 P = "ghostgate:"
+# A revoked-token set outlives its latest member by this much, in case the
+# clocks of Redis and of the instances that read it disagree.
+REVOKED_TOKENS_GRACE = 3600
 T = TypeVar("T")
 log = logging.getLogger("ghostgate.store")
 
@@ -71,6 +96,7 @@ class RedisStore:
         self._client: Redis | None = None
         self._nonces = itertools.count()
         self._rate: AsyncScript | None = None
+        self._revoke: AsyncScript | None = None
         self.leases = StreamLeases(self._run, lease_ttl)
 
     def __repr__(self) -> str:
@@ -94,6 +120,7 @@ class RedisStore:
         )
         self.leases.bind(self._client, lua.ACQUIRE_STREAM, lua.RENEW_STREAMS)
         self._rate = self._client.register_script(lua.RATE_LIMIT)
+        self._revoke = self._client.register_script(lua.REVOKE_TOKEN)
         await self.leases.__aenter__()
         return self
 
@@ -176,10 +203,12 @@ class RedisStore:
         return bool(fresh)
 
     async def revoke_token(self, token_id: str, expires_at: float) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zremrangebyscore(f"{P}revoked:tokens", "-inf", self._clock())
-        pipe.zadd(f"{P}revoked:tokens", {token_id: expires_at})
-        await self._run("revoke token", pipe.execute)
+        script = self._revoke
+        if script is None:
+            raise RuntimeError("the store is not open: use `async with store:`")
+        args: list[EncodableT] = [self._clock(), token_id, expires_at, REVOKED_TOKENS_GRACE]
+        keys = [f"{P}revoked:tokens"]
+        await self._run("revoke token", lambda: script(keys=keys, args=args))
 
     async def revocations(self) -> Revocations:
         pipe = self.redis.pipeline(transaction=False)
@@ -200,22 +229,27 @@ class RedisStore:
         allowed, remaining, retry_ms = (int(x) for x in result)
         return RateDecision(bool(allowed), retry_ms / 1000, remaining)
 
-    async def acquire_stream(self, user: str, limit: int) -> bool:
-        return await self.leases.acquire(f"{P}streams:{user}", limit)
+    async def acquire_stream(self, user: str, limit: int, n: int = 1) -> bool:
+        return await self.leases.acquire(f"{P}streams:{user}", limit, n)
 
-    async def release_stream(self, user: str) -> None:
-        await self.leases.release(f"{P}streams:{user}")
+    async def release_stream(self, user: str, n: int = 1) -> None:
+        await self.leases.release(f"{P}streams:{user}", n)
 
-    def forget_stream(self, user: str) -> None:
-        """Stop renewing one of `user`'s leases without telling Redis (it is away)."""
-        self.leases.forget(f"{P}streams:{user}")
+    def forget_stream(self, user: str, n: int = 1) -> None:
+        """Stop renewing `n` of `user`'s leases without telling Redis (it is away)."""
+        self.leases.forget(f"{P}streams:{user}", n)
 
     # Heartbeats, cache, cancel messages.
 
     async def publish_heartbeat(self, region: str, payload: Payload, ttl: float) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(f"{P}hb:{region}", json.dumps(payload), px=max(1, int(ttl * 1000)))
+        ms = max(1, int(ttl * 1000))
+        pipe.set(f"{P}hb:{region}", json.dumps(payload), px=ms)
         pipe.sadd(f"{P}regions", region)
+        # The index expires with the last heartbeat written: NX gives a new set
+        # its TTL, GT only ever extends it.
+        pipe.pexpire(f"{P}regions", ms, nx=True)
+        pipe.pexpire(f"{P}regions", ms, gt=True)
         await self._run("heartbeat", pipe.execute)
 
     async def heartbeats(self) -> dict[str, Payload]:

@@ -5,7 +5,9 @@ The first `StoreUnavailable` marks the store `degraded` (see outage.py); from
 then on operations go straight to the embedded store, without waiting for
 timeouts, until a background ping finds Redis again. Writes made meanwhile (new
 keys, revocations) go to the SQLite copy at once and are replayed into Redis,
-in order, before `degraded` clears.
+in order, before `degraded` clears. A write Redis refuses is first retried
+for a moment (outage.py); `require_durable` tells a caller that must know
+whether its writes reached Redis.
 
 While degraded: rate limits and stream counts are per process; heartbeats,
 the cache and cancel messages reach only this process; an API key is found in
@@ -28,7 +30,6 @@ from gateway.store.base import (
     Payload,
     RateDecision,
     Revocations,
-    StoreCorrupted,
     StoreError,
     StoreUnavailable,
     key_digest,
@@ -58,12 +59,21 @@ class ResilientStore:
         retry_min: float = 0.1,
         retry_max: float = 1.0,
         recent_keys: int = 10_000,
+        write_retries: int = 3,
+        write_backoff: float = 0.2,
+        replay_limit: int = 10_000,
         on_degraded: Callable[[bool], None] | None = None,
     ) -> None:
         self.remote = remote
         self.local = local
         self.outage = Outage(
-            remote, retry_min=retry_min, retry_max=retry_max, on_change=on_degraded
+            remote,
+            retry_min=retry_min,
+            retry_max=retry_max,
+            write_retries=write_retries,
+            write_backoff=write_backoff,
+            replay_limit=replay_limit,
+            on_change=on_degraded,
         )
         self._recent: OrderedDict[str, KeyRecord] = OrderedDict()
         self._recent_size = recent_keys
@@ -81,6 +91,9 @@ class ResilientStore:
             "outages": self.outage.outages,
             "fallbacks": self.outage.fallbacks,
             "pending_writes": len(self.outage.pending),
+            "replay_limit": self.outage.replay_limit,
+            "write_retries": self.outage.retries,
+            "write_failures": dict(self.outage.failures),
         }
 
     def __repr__(self) -> str:
@@ -118,19 +131,14 @@ class ResilientStore:
         return await local()
 
     async def _write(self, write: Write) -> object | None:
-        """Apply a shared write now, or queue it for when Redis is back (then None)."""
-        if self.outage.degraded:
-            self.outage.served_locally()
-        else:
-            try:
-                return await write(self.remote)
-            except StoreCorrupted as exc:
-                self.outage.failed(exc)  # Redis would refuse it again: not queued
-                return None
-            except StoreUnavailable as exc:
-                self.outage.failed(exc)
-        self.outage.defer(write)
-        return None
+        """Apply a shared write now (retried a moment), or queue it for when Redis
+        is back (then None)."""
+        return await self.outage.write(write)
+
+    async def require_durable(self) -> None:
+        """`StoreUnavailable` (or `StoreCorrupted`) unless every key and revocation
+        written through this store is in Redis, after retrying as writes do."""
+        await self.outage.require_durable()
 
     # API keys and revocations.
 
@@ -194,6 +202,11 @@ class ResilientStore:
     async def _last_revocations(self) -> Revocations:
         return self._revoked
 
+    def assume_revoked(self, revocations: Revocations) -> None:
+        """Take the last revocations this host knew (from disk) as in force until
+        Redis answers: a restart during an outage still refuses those keys."""
+        self._revoked = self._revoked | revocations
+
     # Limits.
 
     async def rate_limit(self, user: str, limit: int, window: float = 60.0) -> RateDecision:
@@ -202,34 +215,41 @@ class ResilientStore:
             lambda: self.local.rate_limit(user, limit, window),
         )
 
-    async def acquire_stream(self, user: str, limit: int) -> bool:
+    async def acquire_stream(self, user: str, limit: int, n: int = 1) -> bool:
         return await self._either(
-            lambda: self._hold(user, self.remote.acquire_stream(user, limit), on_redis=True),
-            lambda: self._hold(user, self.local.acquire_stream(user, limit), on_redis=False),
+            lambda: self._hold(user, self.remote.acquire_stream(user, limit, n), n, on_redis=True),
+            lambda: self._hold(user, self.local.acquire_stream(user, limit, n), n, on_redis=False),
         )
 
-    async def _hold(self, user: str, acquire: Awaitable[bool], *, on_redis: bool) -> bool:
+    async def _hold(self, user: str, acquire: Awaitable[bool], n: int, *, on_redis: bool) -> bool:
         # Remember where each stream was taken, so that it is given back there.
         taken = await acquire
         if taken:
-            self._streams.setdefault(user, []).append(on_redis)
+            self._streams.setdefault(user, []).extend([on_redis] * n)
         return taken
 
-    async def release_stream(self, user: str) -> None:
-        """Give back a stream where it was taken; a Redis lease left behind expires."""
+    async def release_stream(self, user: str, n: int = 1) -> None:
+        """Give back `n` streams where they were taken; a Redis lease left behind expires.
+
+        Which of the user's streams come back does not matter, only how many on
+        each side: every one taken is given back exactly once."""
         held = self._streams.get(user)
         if not held:
             return
-        on_redis = held.pop()
+        given = held[-n:] if n > 0 else []
+        del held[len(held) - len(given) :]
         if not held:
             del self._streams[user]
+        on_redis = sum(given)
+        if len(given) > on_redis:
+            await self.local.release_stream(user, len(given) - on_redis)
         if not on_redis:
-            await self.local.release_stream(user)
-        elif self.outage.degraded:
-            self.remote.forget_stream(user)
+            return
+        if self.outage.degraded:
+            self.remote.forget_stream(user, on_redis)
         else:
             try:
-                await self.remote.release_stream(user)
+                await self.remote.release_stream(user, on_redis)
             except StoreError as exc:
                 self.outage.failed(exc)
 

@@ -194,3 +194,17 @@ def test_the_region_still_serves_after_all_of_it(reg: Region, tmp_path: Path) ->
         sock.sendall(http11_post("/api/generate", reg.token(), body))
         sock.settimeout(10)
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+def test_too_many_or_too_large_headers_get_431(reg: Region) -> None:
+    many = "".join(f"X-Pad-{i}: {i}\r\n" for i in range(150))  # small, but 150 of them
+    with connect(reg) as sock:
+        sock.sendall(f"GET /api/tags HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
+        sock.settimeout(5)
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    huge = "X-Huge: " + "a" * 20_000 + "\r\n"  # over the 16 KiB head
+    with connect(reg) as sock:
+        sock.sendall(f"GET /api/tags HTTP/1.1\r\nHost: x\r\n{huge}\r\n".encode())
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 431")

@@ -165,7 +165,7 @@ def test_ids_region_header_health_and_metrics(reg: Region) -> None:
         assert response.headers["X-Ghostgate-Region"] == "test-region"
     with urllib.request.urlopen(reg.url + "/healthz", timeout=5) as response:
         assert response.headers["X-Request-Id"]
-    ready = reg.readyz()
+    ready = reg.readyz(admin=True)
     assert ready["ready"] and ready["backends"]["healthy"] == 1 and ready["simulated"]
     with urllib.request.urlopen(reg.url + "/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -296,7 +296,7 @@ def test_h2c_by_upgrade_and_prior_knowledge(reg: Region, flag: str) -> None:
 def test_connections_closed_while_idle_do_not_linger(reg: Region) -> None:
     """Editor plugins close connections after a completion; Hypercorn 0.18 would
     keep each one's socket and tasks for the whole (hours-long) keep-alive."""
-    before = reg.readyz()["tasks"]
+    before = reg.readyz(admin=True)["tasks"]
     body = generate_body(3)
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", reg.port), timeout=5) as sock:
@@ -304,7 +304,7 @@ def test_connections_closed_while_idle_do_not_linger(reg: Region) -> None:
             received = b""
             while b'"done": true' not in received and b'"done":true' not in received:
                 received += sock.recv(65536)
-    wait_for(lambda: reg.readyz()["tasks"] <= before, 3.0)
+    wait_for(lambda: reg.readyz(admin=True)["tasks"] <= before, 3.0)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ The flow around it (superseding, memory, slots) is gateway/generation.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,15 +19,17 @@ from gateway.asgi import Scope, Send, send_bytes
 from gateway.completion import Completed, detect_family, template_supports_suffix
 from gateway.dialects.ollama.memory import completed_from_ndjson, memory_keys, ndjson_for
 from gateway.dialects.ollama.request import GenerationRequest
+from gateway.errors import ModelNotFound
 from gateway.generation import Generation, Memo, Plan
-from gateway.pool import Job, Priority, UpstreamResponse
+from gateway.pool import Backend, Job, Priority, UpstreamResponse
 from gateway.services import Services
+from gateway.settings import Limits
 from gateway.trace import Stage, Trace
 
 END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OllamaPlan(Plan):
     stream: bool
     remember: bool  # keep the chunks: the cache or typing-through may use them
@@ -40,7 +42,7 @@ class OllamaGeneration:
         self,
         services: Services,
         path: str,
-        parse: Callable[[bytes], GenerationRequest],
+        parse: Callable[[bytes, Limits], GenerationRequest],
         priority: Priority,
     ) -> None:
         self._services = services
@@ -51,7 +53,12 @@ class OllamaGeneration:
         self.completion_route = not self.chat
 
     def parse(self, scope: Scope, raw: bytes) -> Generation[tuple[GenerationRequest, bytes]]:
-        request = self._parse(raw)
+        services = self._services
+        request = self._parse(raw, services.settings.limits)
+        # Refused here, before the name reaches the template cache, the group,
+        # the completion memory or the queue.
+        if not known_model(request.model, services.scheduler.backends):
+            raise ModelNotFound(f'model "{request.model[:64]}" not found, try pulling it first')
         return Generation(
             (request, raw), request.model, request.stream, requested_tokens=request.num_predict
         )
@@ -131,6 +138,14 @@ class OllamaGeneration:
         options["stop"] = [*(stop if isinstance(stop, list) else []), *family.stop]
         body["options"] = options
         return json.dumps(body).encode()
+
+
+def known_model(model: str, backends: Sequence[Backend]) -> bool:
+    """Whether `model` may be served: some backend, healthy or not, lists it.
+
+    `choose_backend`'s own rule: with no backend healthy the model lists may be
+    stale or empty, so that is the scheduler's 503 and not a 404."""
+    return any(b.serves(model) for b in backends) or not any(b.healthy for b in backends)
 
 
 def _type(stream: bool) -> bytes:

@@ -127,7 +127,7 @@ class ShowEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limits = self._services.settings.limits
         raw = await read_body(scope, receive, limits.max_body_bytes, limits.body_timeout)
-        model = parse_model_field(raw)
+        model = parse_model_field(raw, limits)
         trace_of(scope).model = model
         # Before the cache: an unknown model is a 404, with nothing looked up.
         candidates = backends_with(self._services.scheduler.backends, model)

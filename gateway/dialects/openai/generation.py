@@ -53,7 +53,7 @@ def _start_sse() -> dict[str, Any]:
     return {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Translation(Plan):
     """The jobs, and how to present what they generate."""
 
@@ -177,7 +177,8 @@ class CompletionsGeneration(TranslatedGeneration):
     strict_model = True  # an unknown model is a 404 (Copilot maps any engine instead)
 
     def parse(self, scope: Scope, raw: bytes) -> Generation[CompletionRequest]:
-        request = parse_completion(raw, model=self._model_override(scope))
+        limits = self.services.settings.limits
+        request = parse_completion(raw, model=self._model_override(scope), limits=limits)
         services = self.services
         model = resolve_model(
             request.model,
@@ -272,7 +273,7 @@ class ChatGeneration(TranslatedGeneration):
     chat = True
 
     def parse(self, scope: Scope, raw: bytes) -> Generation[ChatRequest]:
-        request = parse_chat_completion(raw)
+        request = parse_chat_completion(raw, self.services.settings.limits)
         services = self.services
         model = resolve_model(
             request.model, "chat", services.settings.models, services.served_models()

@@ -5,6 +5,9 @@ Ollama `/api/generate` (fill-in-the-middle when a `suffix` is sent);
 `/v1/chat/completions` becomes `/api/chat`. Upstream requests always stream,
 whatever the client asked: that is what lets the gateway stop a generation the
 moment it is no longer wanted, and measure time to first token.
+
+The input bounds (`Limits`: nesting, numbers, stops, `n`, the model name) are
+gateway/dialects/ollama/request.py's, shared by every dialect.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.dialects.ollama.request import parse_json_object
+from gateway.dialects.ollama.request import (
+    DEFAULT_LIMITS,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_TOKENS,
+    FieldOutOfBounds,
+    integer,
+    model_name,
+    number,
+    parse_json_object,
+    stop_sequences,
+)
 from gateway.errors import BadRequest, Unprocessable
 from gateway.pool import normalize_model
+from gateway.settings import Limits
 
-MAX_N = 4
 DEFAULT_MAX_TOKENS = 256  # OpenAI's own default of 16 cuts code completions short
-_NUMBER = (int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,35 +62,37 @@ class ChatRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_completion(raw: bytes, model: str | None = None) -> CompletionRequest:
+def parse_completion(
+    raw: bytes, model: str | None = None, limits: Limits = DEFAULT_LIMITS
+) -> CompletionRequest:
     """An OpenAI `/v1/completions` or Copilot body; `model` overrides (Copilot's engine)."""
-    body = parse_json_object(raw)
+    body = parse_json_object(raw, limits)
     name = model or _required_str(body, "model")
     return CompletionRequest(
-        model=normalize_model(name),
+        model=normalize_model(model_name(name, "model", limits)),
         prompt=_prompt(body.get("prompt", "")),
         suffix=_optional_str(body, "suffix"),
         max_tokens=_max_tokens(body),
         stream=_bool(body, "stream", False),
-        n=_n(body),
-        stop=_stop(body.get("stop")),
+        n=_n(body, limits),
+        stop=stop_sequences(body.get("stop"), "stop", limits, string=True),
         include_usage=_include_usage(body),
         options=_sampling(body),
         extra=_object(body, "extra"),
     )
 
 
-def parse_chat_completion(raw: bytes) -> ChatRequest:
-    body = parse_json_object(raw)
+def parse_chat_completion(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> ChatRequest:
+    body = parse_json_object(raw, limits)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise Unprocessable("messages must be a non-empty array")
     return ChatRequest(
-        model=normalize_model(_required_str(body, "model")),
+        model=normalize_model(model_name(_required_str(body, "model"), "model", limits)),
         messages=[_message(m, i) for i, m in enumerate(messages)],
         max_tokens=_max_tokens(body, "max_completion_tokens"),
         stream=_bool(body, "stream", False),
-        stop=_stop(body.get("stop")),
+        stop=stop_sequences(body.get("stop"), "stop", limits, string=True),
         include_usage=_include_usage(body),
         options=_sampling(body),
     )
@@ -141,43 +156,25 @@ def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
-def _int(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, _NUMBER) or value != int(value):
-        raise Unprocessable(f"{name} must be an integer")
-    return int(value)
-
-
 def _max_tokens(body: dict[str, Any], alias: str = "max_tokens") -> int:
-    value = _int(body, "max_tokens")
-    if value is None:
-        value = _int(body, alias)
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if value < 1:
-        raise Unprocessable("max_tokens must be at least 1")
-    return value
+    for name in dict.fromkeys(("max_tokens", alias)):
+        value = body.get(name)
+        if value is not None:
+            return integer(value, name, 1, MAX_TOKENS)
+    return DEFAULT_MAX_TOKENS
 
 
-def _n(body: dict[str, Any]) -> int:
-    value = _int(body, "n")
+def _n(body: dict[str, Any], limits: Limits) -> int:
+    value = body.get("n")
     if value is None:
         return 1
-    if not 1 <= value <= MAX_N:
-        raise Unprocessable(f"n must be between 1 and {MAX_N}")
-    return value
-
-
-def _stop(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,) if value else ()
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(v for v in value if v)
-    raise Unprocessable("stop must be a string or an array of strings")
+    n = integer(value, "n", INT64_MIN, INT64_MAX)
+    if n < 1:
+        raise Unprocessable("n must be at least 1")
+    if n > limits.max_choices:
+        # Each choice is a backend generation: a slot, and a stream of the user's.
+        raise FieldOutOfBounds(f"n must be at most {limits.max_choices}", bound="choices")
+    return n
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -198,24 +195,24 @@ def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-_SAMPLING = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "seed": "seed",
-    "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
+# The sampling fields passed on to Ollama's options, with OpenAI's ranges.
+_SAMPLING: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
 }
 
 
 def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name, option in _SAMPLING.items():
+    for name, (low, high) in _SAMPLING.items():
         value = body.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, _NUMBER):
-            raise Unprocessable(f"{name} must be a number")
-        options[option] = value
+        if value is not None:
+            options[name] = number(value, name, low, high)
+    seed = body.get("seed")
+    if seed is not None:
+        options["seed"] = integer(seed, "seed", INT64_MIN, INT64_MAX)
     return options
 
 

@@ -68,23 +68,20 @@ def configure(limits: H2Limits) -> None:
 class _AppInbox:
     """A stream's queue to its app, which stops taking messages once the app ended."""
 
-    __slots__ = ("_done", "_queue")
+    __slots__ = ("_done", "queue")
 
     def __init__(self, size: int) -> None:
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(size)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(size)  # the app reads `queue.get`
         self._done = False
 
     async def put(self, message: Any) -> None:
         if not self._done:
-            await self._queue.put(message)
-
-    def get(self) -> Awaitable[Any]:
-        return self._queue.get()
+            await self.queue.put(message)
 
     def close(self) -> None:
         self._done = True
-        while not self._queue.empty():  # each get releases one blocked put
-            self._queue.get_nowait()
+        while not self.queue.empty():  # each get releases one blocked put
+            self.queue.get_nowait()
 
 
 async def _spawn_app(
@@ -104,7 +101,7 @@ async def _spawn_app(
                 app,
                 config,
                 scope,
-                inbox.get,
+                inbox.queue.get,
                 send,
                 partial(self._loop.run_in_executor, None),
                 _call_soon,
