@@ -28,6 +28,23 @@ unit: $(STAMP)
 e2e: $(STAMP) system-deps
 	$(BIN)/pytest -m e2e
 
+# Property-based fuzzing at scale: the "fuzz" hypothesis profile runs 10,000+
+# cases against a live region and router (tests/fuzz; no per-test timeout, it
+# takes a while), then atheris on the request parsers. Crashes go to results/fuzz/.
+FUZZ_RUNS ?= 200000
+.PHONY: fuzz soak
+fuzz: $(STAMP) system-deps
+	$(BIN)/pytest tests/fuzz --hypothesis-profile=fuzz --timeout=0
+	mkdir -p results/fuzz
+	$(BIN)/python -m tests.fuzz.parsers -atheris_runs=$(FUZZ_RUNS) -max_len=8192 \
+	  -artifact_prefix=results/fuzz/
+
+# A soak run (loadtests/soak.py): typing, cancels, reconnects and bad input for
+# $(MINUTES) minutes; fails on growth of RSS, fds or tasks. Writes results/soak.json.
+MINUTES ?= 60
+soak: $(STAMP)
+	$(BIN)/python -m loadtests.soak --minutes $(MINUTES)
+
 # The gateway's cost against the backend, nginx and LiteLLM (loadtests/bench).
 bench: $(STAMP) system-deps bench-deps $(LITELLM)
 	$(BIN)/python -m loadtests.bench $(ARGS)
