@@ -24,10 +24,31 @@ from hpack import Encoder
 
 
 class PlainEncoder(Encoder):
-    """An HPACK encoder that never Huffman-codes (indexing is unchanged)."""
+    """An HPACK encoder that never Huffman-codes (indexing is unchanged), and
+    keeps a pending table-size update.
+
+    hpack 4.2.0 sends the dynamic-table size update of RFC 7541 6.3 when its
+    table's `resized` flag is set, but setting the same size again before the
+    next header block clears that flag: a peer that sends
+    SETTINGS_HEADER_TABLE_SIZE twice never hears of the change and must fail
+    the connection (found by tests/fuzz/test_hpack.py). The update stays
+    pending until a header block carries it.
+    """
 
     def encode(self, headers: Iterable[Any], huffman: bool = True) -> bytes:
         return super().encode(headers, huffman=False)
+
+    @property
+    def header_table_size(self) -> int:
+        return int(self.header_table.maxsize)
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        pending = self.header_table.resized
+        self.header_table.maxsize = value
+        if pending or self.header_table.resized:
+            self.header_table.resized = True
+            self.table_size_changes.append(value)
 
 
 def plain_encoding(connection: Any) -> None:
