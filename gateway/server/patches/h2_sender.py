@@ -111,9 +111,6 @@ PATCH = Patch(
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_init(self, *args, **kwargs)
     plain_encoding(self.connection)
-    # Hypercorn passes SETTINGS_MAX_HEADER_LIST_SIZE as an initial value, which
-    # h2 never applies to its decoder (it stays at 64 KiB): apply it here.
-    self.connection.decoder.max_header_list_size = self.config.h2_max_header_list_size
     self.priority = RoundRobin()
     self._ghostgate_unflushed = 0
 
